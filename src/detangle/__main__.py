@@ -1,0 +1,3 @@
+from detangle.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""One registry of datasets: public name → constructor (DESIGN.md §4.7).
+
+Entries are ``"module:Class"`` strings imported on first use, so that importing detangle (or
+listing datasets) never pulls in optional dependencies. The name is the CLI value.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from detangle.data.base import FactorDataset
+from detangle.errors import UnknownNameError
+
+DATASETS: dict[str, str] = {
+    # synthetic, generated (issue: foundation)
+    "dsprites": "detangle.data.dsprites:DSprites",
+    "white-dsprites": "detangle.data.dsprites_variants:WhiteDSprites",
+    "color-dsprites": "detangle.data.dsprites_variants:ColorDSprites",
+    "noisy-dsprites": "detangle.data.dsprites_variants:NoisyDSprites",
+    "noisy-color-dsprites": "detangle.data.dsprites_variants:NoisyColorDSprites",
+    "scream-dsprites": "detangle.data.dsprites_variants:ScreamDSprites",
+    "shapes3d": "detangle.data.shapes3d:Shapes3D",
+    # real (issue: real datasets)
+    "coil100": "detangle.data.coil100:Coil100",
+    "coil100-augmented": "detangle.data.coil100:Coil100Augmented",
+    "coil100-augmented-binary": "detangle.data.coil100:Coil100AugmentedBinary",
+    "rgbd-objects": "detangle.data.rgbd:RGBDObjects",
+    "rgbd-objects-depth": "detangle.data.rgbd:RGBDObjectsDepth",
+    "mpi3d-toy": "detangle.data.mpi3d:MPI3DToy",
+    "mpi3d-realistic": "detangle.data.mpi3d:MPI3DRealistic",
+    "mpi3d-real": "detangle.data.mpi3d:MPI3DReal",
+    "folder": "detangle.data.folder:FolderDataset",
+    "coins-augmented": "detangle.data.coins:CoinsAugmented",
+}
+
+
+def dataset_class(name: str) -> type[FactorDataset]:
+    """The class registered under ``name``; unknown names list the valid ones."""
+    if name not in DATASETS:
+        raise UnknownNameError("dataset", name, DATASETS)
+    module_name, attr = DATASETS[name].split(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def available_datasets() -> list[str]:
+    """Registered names whose implementation is importable (skips modules not yet written)."""
+    names = []
+    for name in DATASETS:
+        try:
+            dataset_class(name)
+        except (ImportError, AttributeError):
+            continue
+        names.append(name)
+    return names
+
+
+def get_dataset(name: str, **kwargs: Any) -> FactorDataset:
+    """Build dataset ``name``. ``root=`` points real datasets (and original synthetic files) at a
+    folder; keyword arguments the constructor does not accept raise ``ValueError``."""
+    cls = dataset_class(name)
+    params = inspect.signature(cls).parameters
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in kwargs if k not in params and not accepts_any]
+    if unknown:
+        valid = [p for p in params if p != "self"]
+        raise ValueError(f"dataset {name!r} does not take {unknown}; it takes {valid}")
+    return cls(**kwargs)
