@@ -1,0 +1,358 @@
+"""Sweeps: study expansion, run state, local pool (order, failures, kill + resume), Slurm waves
+(through submitit's local executor), aggregation with uncertainty, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from detangle.cli import main
+from detangle.sweep import state as st
+from detangle.sweep.study import config_id, expand, load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "experiments" / "paper.yaml"
+QUICK = ROOT / "experiments" / "quick.yaml"
+
+
+# --- a stand-in for training/transfer: top-level so spawned workers can unpickle it ----------
+
+
+def fake_dispatch(spec, run_dir, source_dir, threads):
+    """Record the call, check the source finished first, fail or sleep on request (env)."""
+    with open(run_dir / "calls.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"pid": os.getpid(), "threads": threads, "omp": os.environ.get("OMP_NUM_THREADS"),
+                            "t": time.time()}) + "\n")
+    if spec.kind == "transfer":
+        assert (source_dir / "result.txt").read_text() == spec.depends_on[0], "source not finished"
+    fail = os.environ.get("SWEEP_TEST_FAIL")
+    if fail and spec.name.startswith(fail):
+        raise RuntimeError(f"deliberate failure of {spec.name}")
+    time.sleep(float(os.environ.get("SWEEP_TEST_SLEEP", "0")))
+    (run_dir / "result.txt").write_text(spec.id)
+
+
+def _calls(run_dir: Path) -> int:
+    path = run_dir / "calls.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _study(tmp_path: Path, *, seeds=2, extra_source=False) -> Path:
+    data = {
+        "name": "mini",
+        "sources": [{"name": "color", "dataset": "color-dsprites", "seeds": seeds, "steps": 5, "warmup": 0}],
+        "transfers": [{"source": "color", "targets": ["noisy-color-dsprites", "coins-augmented"],
+                       "finetune_steps": 3}],
+        "evaluation": {"n_samples": 16},
+    }
+    if extra_source:
+        data["sources"].append({"name": "shapes", "dataset": "shapes3d", "seeds": 1, "steps": 5, "warmup": 0})
+        data["transfers"].append({"source": "shapes", "targets": ["noisy-dsprites"], "finetune_steps": 3})
+    path = tmp_path / "mini.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+# --- study -------------------------------------------------------------------------------------
+
+
+def test_paper_study_is_the_papers_grid():
+    study = load_study(PAPER)
+    sources, transfers = study.of_kind("source"), study.of_kind("transfer")
+    assert (len(sources), len(transfers)) == (100, 300)
+    assert len({r.id for r in study.runs}) == 400
+    # 5 experiments × β {1, 2} × seeds 0..9
+    assert {(r.config["beta"], r.config["seed"]) for r in sources} == {(b, s) for b in (1.0, 2.0) for s in range(10)}
+    assert len({r.config["experiment"] for r in sources}) == 5
+    assert {r.config["steps"] for r in sources if r.config["dataset"].startswith("coil100")} == {300_000}
+    assert {r.config["steps"] for r in sources if not r.config["dataset"].startswith("coil100")} == {400_000}
+    assert len({r.config["experiment"] for r in transfers}) == 15
+    by_id = study.by_id()
+    for t in transfers:  # each transfer starts from the model of the same experiment, β and seed
+        (src,) = t.depends_on
+        assert by_id[src].kind == "source"
+        assert t.config["experiment"].startswith(by_id[src].config["experiment"] + "->")
+        assert (t.config["beta"], t.config["seed"]) == (by_id[src].config["beta"], by_id[src].config["seed"])
+        assert t.config["finetune_steps"] == 50_000 and t.config["evaluation"]["n_samples"] == 15_008
+
+
+def test_ids_are_stable_and_follow_the_config(tmp_path):
+    data = yaml.safe_load(_study(tmp_path).read_text())
+    a, b = expand(data), expand(json.loads(json.dumps(data)))
+    assert [r.id for r in a] == [r.id for r in b]
+    assert all(r.id == config_id(r.config) and r.folder.name.endswith(r.id[:8]) for r in a)
+    # sources first, then transfers: the order a sequential executor can follow
+    assert [r.kind for r in a] == ["source"] * 2 + ["transfer"] * 4
+    data["sources"][0]["lr"] = 3e-4  # a changed source changes its id and every transfer downstream
+    c = expand(data)
+    assert not {r.id for r in c} & {r.id for r in a}
+    smoke = expand(yaml.safe_load(_study(tmp_path).read_text()), smoke=True)
+    assert {r.config.get("steps") for r in smoke if r.kind == "source"} == {20}
+    assert {r.config["evaluation"]["n_samples"] for r in smoke} == {64}
+    assert not {r.id for r in smoke} & {r.id for r in a}
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"sources": [{"name": "x", "dataset": "color-dsprites", "stepz": 3}]}, "unknown key(s) ['stepz']"),
+        ({"sources": [{"name": "x", "dataset": "no-such-set"}]}, "unknown dataset 'no-such-set'"),
+        ({"sources": [{"name": "x", "dataset": "color-dsprites", "seeds": [1, 1]}]}, "seeds repeat"),
+        ({"sources": [{"name": "x", "dataset": "color-dsprites", "steps": 0}]}, "steps must be an integer >= 1"),
+        ({"transfers": [{"source": "nope", "targets": ["shapes3d"]}]}, "source 'nope' is not a source"),
+        ({"sources": []}, "non-empty list"),
+    ],
+)
+def test_bad_study_says_what_is_wrong(tmp_path, patch, message):
+    data = {"name": "bad", "sources": [{"name": "x", "dataset": "color-dsprites"}], **patch}
+    with pytest.raises(ValueError) as info:
+        expand(data)
+    assert message in str(info.value)
+
+
+def test_study_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_study(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ValueError, match="expected a mapping"):
+        load_study(bad)
+    js = tmp_path / "s.json"
+    js.write_text(json.dumps({"sources": [{"name": "x", "dataset": "shapes3d"}]}))
+    study = load_study(js, tmp_path / "o")
+    assert study.name == "s" and len(study.runs) == 1 and study.out == tmp_path / "o"
+
+
+# --- state ---------------------------------------------------------------------------------------
+
+
+def test_run_state_from_the_folder(tmp_path):
+    run = tmp_path / "r"
+    assert st.run_state(run).state == st.TODO
+    lock = st.RunLock(run, heartbeat_s=0.05)
+    assert lock.acquire()
+    assert st.run_state(run).state == st.RUNNING
+    assert not st.RunLock(run).acquire()  # a live lock is exclusive
+    time.sleep(0.2)
+    beat = json.loads((run / st.LOCK_FILE).read_text())["heartbeat"]
+    assert time.time() - beat < 0.2  # the heartbeat thread keeps it fresh
+    assert st.run_state(run, now=beat + st.STALE_AFTER_S + 1).state == st.TODO  # a silent lock goes stale
+    lock.release()
+    assert not (run / st.LOCK_FILE).exists()
+    st.record_error(run, "RuntimeError", "boom", "Traceback ...")
+    assert st.run_state(run) == st.RunState(st.FAILED, "RuntimeError: boom")
+    st.record_done(run, id="x")
+    assert st.run_state(run).state == st.DONE and not (run / st.ERROR_FILE).exists()
+
+
+def test_lock_of_a_dead_process_is_stale(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(proc.stdout)
+    run = tmp_path / "r"
+    run.mkdir()
+    import socket
+
+    (run / st.LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": dead_pid, "heartbeat": time.time()}))
+    assert st.run_state(run).state == st.TODO
+    assert st.RunLock(run).acquire()  # taken over
+
+
+# --- local executor --------------------------------------------------------------------------
+
+
+def test_local_pool_runs_sources_first_splits_threads_and_survives_a_failure(tmp_path, monkeypatch):
+    from detangle.sweep.local import BLOCKED, run_local, threads_per_worker
+
+    monkeypatch.setenv("SWEEP_TEST_FAIL", "shapes")
+    study = load_study(_study(tmp_path, extra_source=True), tmp_path / "out")
+    states = run_local(study, workers=2, threads=3, dispatch=fake_dispatch, log=lambda s: None)
+    by_name = {r.name: r for r in study.runs}
+    assert states[by_name["shapes.b1.s0"].id] == st.FAILED
+    assert states[by_name["shapes--noisy-dsprites.b1.s0"].id] == BLOCKED
+    assert not (study.out / by_name["shapes--noisy-dsprites.b1.s0"].folder / "calls.jsonl").exists()
+    assert sum(s == st.DONE for s in states.values()) == 6
+    err = json.loads((study.out / by_name["shapes.b1.s0"].folder / st.ERROR_FILE).read_text())
+    assert err["type"] == "RuntimeError" and "deliberate failure" in err["traceback"]
+    call = json.loads((study.out / by_name["color.b1.s0"].folder / "calls.jsonl").read_text())
+    assert call["threads"] == 3 and call["omp"] == "3" and call["pid"] != os.getpid()
+    assert threads_per_worker(2, cores=16) == 8 and threads_per_worker(3, cores=2) == 1
+    with pytest.raises(ValueError, match="workers"):
+        threads_per_worker(0)
+
+    # re-running: done runs skip, the failed one is retried (and now succeeds), its transfer runs
+    monkeypatch.delenv("SWEEP_TEST_FAIL")
+    states = run_local(study, workers=2, threads=1, dispatch=fake_dispatch, log=lambda s: None)
+    assert set(states.values()) == {st.DONE}
+    assert _calls(study.out / by_name["color.b1.s0"].folder) == 1
+    assert _calls(study.out / by_name["shapes.b1.s0"].folder) == 2
+
+
+def _run_for_kill(study_path: str, out: str) -> None:
+    """Entry point of the subprocess that the kill test interrupts."""
+    from detangle.sweep.local import run_local
+
+    run_local(load_study(study_path, out), workers=2, threads=1, dispatch=fake_dispatch)
+
+
+def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, monkeypatch):
+    from detangle.sweep.local import run_local
+
+    study = load_study(_study(tmp_path, seeds=3), tmp_path / "out")  # 3 sources, 6 transfers
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_sweep; "
+            f"test_sweep._run_for_kill({str(tmp_path / 'mini.yaml')!r}, {str(study.out)!r})")
+    env = {**os.environ, "SWEEP_TEST_SLEEP": "1.0"}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folders = [study.out / r.folder for r in study.runs]
+    deadline = time.time() + 60
+    while sum((f / st.DONE_FILE).exists() for f in folders) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # like a lost terminal: no clean-up at all
+    proc.wait()
+    done_before = {f for f in folders if (f / st.DONE_FILE).exists()}
+    assert 2 <= len(done_before) < len(folders)
+    time.sleep(0.5)  # workers die with their parent (PR_SET_PDEATHSIG): their locks are stale
+    assert all(st.run_state(f).state != st.RUNNING for f in folders)
+
+    states = run_local(study, workers=2, threads=1, dispatch=fake_dispatch, log=lambda s: None)
+    assert set(states.values()) == {st.DONE}
+    assert all(_calls(f) == 1 for f in done_before)  # finished runs were not redone
+    assert all((f / "result.txt").exists() for f in folders)
+
+
+# --- Slurm executor (waves), with submitit's local executor standing in for sbatch ----------
+
+
+def test_slurm_time_and_options():
+    from detangle.sweep.slurm import SlurmOptions, parse_time_minutes
+
+    assert parse_time_minutes("90") == 90
+    assert parse_time_minutes("1:30:00") == 90
+    assert parse_time_minutes("2-00:00:00") == 2 * 24 * 60
+    assert parse_time_minutes("0:01:30") == 2
+    with pytest.raises(ValueError, match="H:MM:SS"):
+        parse_time_minutes("an hour")
+    with pytest.raises(ValueError, match="at least 2 minutes"):
+        SlurmOptions(time_min=1)
+    with pytest.raises(ValueError, match="max-parallel"):
+        SlurmOptions(max_parallel=0)
+
+
+def test_slurm_waves_record_failures_and_resubmit_only_what_is_not_done(tmp_path, monkeypatch):
+    import submitit
+
+    from detangle.sweep import slurm
+    from detangle.sweep.local import BLOCKED
+
+    submitted: list[int] = []
+
+    def local_executor(folder, options, name):
+        ex = submitit.LocalExecutor(folder=str(folder / "%j"))
+        ex.update_parameters(timeout_min=options.time_min)
+        orig = ex.map_array
+
+        def map_array(fn, *args):
+            submitted.append(len(args[0]))
+            return orig(fn, *args)
+
+        ex.map_array = map_array
+        return ex
+
+    monkeypatch.setattr(slurm, "make_executor", local_executor)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("SWEEP_TEST_FAIL", "shapes")
+    study = load_study(_study(tmp_path, seeds=1, extra_source=True), tmp_path / "out")
+    options = slurm.SlurmOptions(time_min=2, max_parallel=2, poll_s=0.1)
+    states = slurm.run_slurm(study, options, dispatch=fake_dispatch, log=lambda s: None)
+    by_name = {r.name: r.id for r in study.runs}
+    assert submitted == [2, 2]  # wave 1: both sources; wave 2: the transfers of the one that worked
+    assert states[by_name["shapes.b1.s0"]] == st.FAILED
+    assert states[by_name["shapes--noisy-dsprites.b1.s0"]] == BLOCKED
+    assert sum(s == st.DONE for s in states.values()) == 3
+
+    monkeypatch.delenv("SWEEP_TEST_FAIL")
+    submitted.clear()
+    states = slurm.run_slurm(study, options, dispatch=fake_dispatch, log=lambda s: None)
+    assert submitted == [1, 1] and set(states.values()) == {st.DONE}
+
+
+# --- aggregate ---------------------------------------------------------------------------------
+
+SCHEMA = "detangle.results/1"
+
+
+def _write_result(folder: Path, kind: str, seed: int, beta: float, values: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {
+        "schema": SCHEMA,
+        "kind": kind,
+        "dataset": {"name": "noisy-color-dsprites", "factor_names": ["shape", "scale"]},
+        "model": {"source_dataset": "color-dsprites", "method": "ada-gvae", "arch": "locatello",
+                  "beta": beta, "seed": seed},
+        "transfer": {"finetune": "all", "seed": seed, "eval_split": "held-out"},
+        "metrics": values,
+    }
+    (folder / "results.json").write_text(json.dumps(data))
+
+
+def test_aggregate_mean_std_and_bootstrap_interval(tmp_path):
+    rng = np.random.default_rng(0)
+    dci_before = {1.0: rng.uniform(0.2, 0.6, 4), 2.0: rng.uniform(0.2, 0.6, 3)}
+    for beta, vals in dci_before.items():
+        for seed, v in enumerate(vals):
+            run = tmp_path / "transfers" / f"b{beta}.s{seed}"
+            metrics = lambda d: {"dci.disentanglement": d, "gbt.test_accuracy.shape": 0.5 + d / 2,  # noqa: E731
+                                 "gbt.mean_test_accuracy": 0.6, "gbt_pruned.mean_test_accuracy": 0.4}
+            _write_result(run / "before", "before", seed, beta, metrics(v))
+            _write_result(run / "after", "after", seed, beta, metrics(v + 0.1 * (seed + 1)))
+    assert main(["aggregate", str(tmp_path), "--n-boot", "500"]) == 0
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "aggregate.csv").open()))
+    for beta, vals in dci_before.items():
+        (row,) = [r for r in rows if r["metric"] == "dci.disentanglement" and float(r["beta"]) == beta]
+        assert int(row["n"]) == len(vals)
+        assert float(row["before_mean"]) == pytest.approx(vals.mean(), abs=1e-5)
+        assert float(row["before_std"]) == pytest.approx(vals.std(), abs=1e-5)
+        lo, hi = float(row["before_ci_low"]), float(row["before_ci_high"])
+        assert vals.min() - 1e-5 <= lo <= vals.mean() <= hi <= vals.max() + 1e-5 and lo < hi
+        deltas = 0.1 * np.arange(1, len(vals) + 1)
+        assert float(row["delta_mean"]) == pytest.approx(deltas.mean(), abs=1e-5)
+    assert {r["code"] for r in rows} == {"full", "pruned"}
+    md = (tmp_path / "aggregate.md").read_text()
+    assert "β=1" in md and "β=2" in md and " ± " in md and "(+0." in md
+    assert main(["aggregate", str(tmp_path / "transfers" / "nothing-here")]) == 2
+
+
+def test_bootstrap_interval_properties():
+    from detangle.sweep.aggregate import bootstrap_ci
+
+    rng = np.random.default_rng(1)
+    assert bootstrap_ci([0.3], rng=rng) == (0.3, 0.3)
+    lo, hi = bootstrap_ci([np.nan, None], rng=rng)
+    assert np.isnan(lo) and np.isnan(hi)
+    wide = bootstrap_ci(np.random.default_rng(2).normal(0, 1, 10), rng=np.random.default_rng(3))
+    narrow = bootstrap_ci(np.random.default_rng(2).normal(0, 0.1, 10), rng=np.random.default_rng(3))
+    assert (wide[1] - wide[0]) > 5 * (narrow[1] - narrow[0])
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+
+def test_cli_plan_lists_the_papers_runs(capsys, tmp_path):
+    assert main(["sweep", "plan", str(PAPER), "--out", str(tmp_path), "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert "100 sources, 300 transfers (400 runs)" in out and "400 todo" in out
+    assert main(["sweep", "plan", str(QUICK), "--smoke", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("todo") >= 6 and "color-dsprites--coins-augmented.b1.s1" in out
+    assert main(["sweep", "plan", str(tmp_path / "nope.yaml")]) == 2
