@@ -114,3 +114,128 @@ def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
             raise ValueError(f"override {item!r}: no key {parts[-1]!r}; valid keys: {valid}")
         node[parts[-1]] = parse_value(text)
     return from_dict(type(cfg), data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training configuration (issue 4). Field names are the CLI's ``--set section.key=value`` paths.
+# Defaults follow the paper (Dapueto et al. 2024 §4.1): Adam, lr 1e-4, batch 64, β 1, 10 latents.
+
+from dataclasses import dataclass, field  # noqa: E402
+
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+TRAINABLE = ("all", "encoder", "decoder")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "dsprites"
+    #: folder of a real dataset (or of the original files of a synthetic one)
+    root: str | None = None
+    #: factors changed per weak-supervision pair (Locatello et al. 2020 use k = 1)
+    k: int = 1
+    #: further keyword arguments for ``get_dataset`` (e.g. ``cache_dir``)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "locatello"
+    latent_dim: int = 10
+    #: run folder whose weights initialise the model (fine-tuning in transfer); optimiser is fresh
+    init_from: str | None = None
+
+
+@dataclass
+class MethodConfig:
+    name: str = "ada-gvae"
+    beta: float = 1.0
+    #: linear β warm-up from 0 over this many steps (paper: 50,000 of 400,000)
+    warmup_steps: int = 0
+    #: method-specific constructor options, e.g. ``{"divergence": "forward"}``
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    #: images for single-image methods, *pairs* for the weakly-supervised ones (as in the paper)
+    batch_size: int = 64
+    #: clip gradients to this global L2 norm (the paper's code uses 1.0); ``None`` disables
+    grad_clip: float | None = 1.0
+    #: which part is optimised: "all", "encoder" (incl. heads) or "decoder"
+    trainable: str = "all"
+
+
+@dataclass
+class RunConfig:
+    steps: int = 1000
+    seed: int = 0
+    device: str = "auto"
+    #: "auto" picks the fastest safe precision for the device (see detangle.train.loop)
+    precision: str = "auto"
+    threads: int | None = None
+    log_every: int = 100
+    checkpoint_every: int = 1000
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def validate(self) -> "TrainConfig":
+        """Raise ``ValueError`` naming the first mistyped or out-of-range field; return self."""
+        for section in dataclasses.fields(self):
+            _check_types(getattr(self, section.name), section.name)
+        checks = [
+            ("data.k", self.data.k >= 1, ">= 1", self.data.k),
+            ("model.latent_dim", self.model.latent_dim >= 1, ">= 1", self.model.latent_dim),
+            ("method.beta", self.method.beta >= 0, ">= 0", self.method.beta),
+            ("method.warmup_steps", self.method.warmup_steps >= 0, ">= 0", self.method.warmup_steps),
+            ("optim.lr", self.optim.lr > 0, "> 0", self.optim.lr),
+            ("optim.batch_size", self.optim.batch_size >= 1, ">= 1", self.optim.batch_size),
+            ("optim.grad_clip", self.optim.grad_clip is None or self.optim.grad_clip > 0,
+             "> 0 or null", self.optim.grad_clip),
+            ("optim.trainable", self.optim.trainable in TRAINABLE, f"one of {TRAINABLE}",
+             self.optim.trainable),
+            ("run.steps", self.run.steps >= 0, ">= 0", self.run.steps),
+            ("run.device", self.run.device in DEVICES or self.run.device.startswith("cuda:"),
+             f"one of {DEVICES} or cuda:N", self.run.device),
+            ("run.precision", self.run.precision in PRECISIONS, f"one of {PRECISIONS}",
+             self.run.precision),
+            ("run.threads", self.run.threads is None or self.run.threads >= 1, ">= 1 or null",
+             self.run.threads),
+            ("run.log_every", self.run.log_every >= 1, ">= 1", self.run.log_every),
+            ("run.checkpoint_every", self.run.checkpoint_every >= 1, ">= 1",
+             self.run.checkpoint_every),
+        ]
+        for name, ok, expected, found in checks:
+            if not ok:
+                raise ValueError(f"config {name} must be {expected}, found {found!r}")
+        return self
+
+
+def _check_types(cfg: Any, prefix: str) -> None:
+    """Check each scalar field against its annotation (``--set`` parses values as JSON)."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value, hint = getattr(cfg, f.name), hints[f.name]
+        origin = typing.get_origin(hint)
+        union = origin is typing.Union or str(origin) == "<class 'types.UnionType'>"
+        members = typing.get_args(hint) if union else (hint,)
+        allowed = [typing.get_origin(a) or a for a in members]
+        allowed = [a for a in allowed if isinstance(a, type)]
+        if float in allowed:
+            allowed.append(int)
+        ok = any(isinstance(value, a) for a in allowed) and not (
+            isinstance(value, bool) and bool not in allowed
+        )
+        if allowed and not ok:
+            names = " or ".join(sorted({a.__name__ for a in allowed}))
+            raise ValueError(
+                f"config {prefix}.{f.name} must be {names}, found {value!r} ({type(value).__name__})"
+            )

@@ -1,0 +1,37 @@
+"""Methods own the loss (DESIGN.md §3): a registry from public name to class.
+
+``build_method(name, **options)`` builds one; ``options`` are the class's constructor arguments
+(``beta``, ``warmup_steps``, and for the adaptive methods ``divergence``). Unknown names or
+options raise errors that list the valid ones.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+from detangle.errors import UnknownNameError
+
+METHODS: dict[str, str] = {
+    "beta-vae": "detangle.methods.beta_vae:BetaVAE",
+    "ada-gvae": "detangle.methods.ada_gvae:AdaGVAE",
+    "ada-ml-vae": "detangle.methods.ada_ml_vae:AdaMLVAE",
+    "gvae-labels": "detangle.methods.gvae_labels:GVAELabels",
+}
+
+
+def method_class(name: str):
+    if name not in METHODS:
+        raise UnknownNameError("method", name, METHODS)
+    module_name, attr = METHODS[name].split(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def build_method(name: str, **options):
+    """The method registered under ``name``, built with ``options``."""
+    cls = method_class(name)
+    params = [p for p in inspect.signature(cls).parameters if p != "self"]
+    unknown = [k for k in options if k not in params]
+    if unknown:
+        raise ValueError(f"method {name!r} does not take option(s) {unknown}; it takes {params}")
+    return cls(**options)

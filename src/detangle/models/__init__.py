@@ -1,0 +1,31 @@
+"""Networks (encoders/decoders, no losses): a registry from public name to class (DESIGN.md §4.7).
+
+``build_model(arch, in_channels, latent_dim)`` returns an ``nn.Module`` with
+``encode(x) -> (mu, logvar)`` and ``decode(z) -> logits``. Entries are ``"module:Class"`` strings
+imported on first use, so importing detangle does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from detangle.errors import UnknownNameError
+
+ARCHITECTURES: dict[str, str] = {
+    "locatello": "detangle.models.locatello:LocatelloVAE",
+    "paper": "detangle.models.paper:PaperVAE",
+}
+
+
+def model_class(arch: str):
+    """The network class registered under ``arch``; unknown names list the valid ones."""
+    if arch not in ARCHITECTURES:
+        raise UnknownNameError("architecture", arch, ARCHITECTURES)
+    module_name, attr = ARCHITECTURES[arch].split(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def build_model(arch: str, in_channels: int, latent_dim: int):
+    """A freshly initialised network (initialisation uses torch's global generator: seed it with
+    ``torch.manual_seed`` or build under ``torch.random.fork_rng`` for reproducible weights)."""
+    return model_class(arch)(in_channels, latent_dim)
