@@ -137,12 +137,12 @@ class Method:
         for name, value in (("reconstruction", terms.reconstruction), ("kl", terms.kl),
                             ("loss", terms.loss)):
             if not torch.isfinite(value):
-                raise NonFiniteLossError(step, name, float(value))
+                raise NonFiniteLossError(step, name, float(value.detach()))
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         if grad_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             if not torch.isfinite(norm):
-                raise NonFiniteLossError(step, "gradient norm", float(norm))
+                raise NonFiniteLossError(step, "gradient norm", float(norm.detach()))
         optimizer.step()
         return terms
