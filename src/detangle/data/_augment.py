@@ -138,13 +138,17 @@ class RotationScaleGrid:
 def sums_to_images(sums: np.ndarray, out: int, count: int, channels: int) -> np.ndarray:
     """uint16 sums [n, out*out(, 4)] of ``count`` uint8 samples → float32 [n, C, out, out].
 
-    One pass: the channel-last view is transposed and scaled straight into the float output.
+    The mean is rounded to a uint8 level first (half up, as :func:`area_downsample_uint8`), so
+    that an image generated here equals the same image decoded from a pre-built release and
+    resized there. One more pass transposes and scales straight into the float output.
     """
     n = len(sums)
+    if count > 1:
+        sums = (sums + count // 2) // count
     planar = sums.reshape(n, 1, out, out) if sums.ndim == 2 else (
         sums.reshape(n, out, out, sums.shape[-1])[..., :channels].transpose(0, 3, 1, 2))
     img = np.empty((n, planar.shape[1], out, out), dtype=np.float32)
-    np.multiply(planar, np.float32(1.0 / (255.0 * count)), out=img, casting="unsafe")
+    np.multiply(planar, np.float32(1.0 / 255.0), out=img, casting="unsafe")
     return img
 
 
@@ -163,6 +167,17 @@ def area_downsample(img: np.ndarray, factor: int) -> np.ndarray:
         raise ValueError(f"image {h}x{w} is not a multiple of {factor}")
     blocks = img.reshape(*lead, h // factor, factor, w // factor, factor, c)
     return blocks.mean(axis=(-4, -2))
+
+
+def area_downsample_uint8(img: np.ndarray, factor: int) -> np.ndarray:
+    """uint8 [..., H, W, C] → block means rounded half up, uint8 (OpenCV ``INTER_AREA`` on uint8)."""
+    if factor == 1:
+        return img.astype(np.uint8)
+    *lead, h, w, c = img.shape
+    blocks = img.reshape(*lead, h // factor, factor, w // factor, factor, c)
+    total = blocks.sum(axis=(-4, -2), dtype=np.uint32)
+    n = factor * factor
+    return ((total + n // 2) // n).astype(np.uint8)
 
 
 def resize_to(img: np.ndarray, size: int) -> np.ndarray:

@@ -30,7 +30,7 @@ from detangle.data._augment import (
     ROTATIONS_DEG,
     SCALES,
     RotationScaleGrid,
-    area_downsample,
+    area_downsample_uint8,
     check_channels,
     convert_channels,
     read_image,
@@ -252,7 +252,7 @@ class Coil100Augmented(FactorDataset):
             img = img.reshape(img.shape[0], img.shape[1], -1)
             if img.shape[2] != c:  # grey release read as RGB, or RGB silhouettes read as grey
                 img = img[..., :1].repeat(c, axis=2) if c == 3 else img[..., :1]
-            return to_uint8(area_downsample(img, self.release_size // OUT))
+            return area_downsample_uint8(img, self.release_size // OUT)
 
         def build(out):
             cache_mod.fill_from_files(out, files, decode, f"decoding {self.name} release")
@@ -356,7 +356,7 @@ def silhouette(rgb: np.ndarray) -> np.ndarray:
     blurred = ndimage.median_filter(grey, size=5, mode="nearest")
     binary = _otsu_binary(blurred)
     closed = ndimage.grey_closing(binary, size=(5, 5), mode="nearest")
-    small = to_uint8(area_downsample(closed[..., None], closed.shape[0] // OUT)[..., 0])
+    small = area_downsample_uint8(closed[..., None], closed.shape[0] // OUT)[..., 0]
     return _otsu_binary(small)
 
 
