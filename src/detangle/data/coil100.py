@@ -177,7 +177,9 @@ class Coil100Augmented(FactorDataset):
       canvas, then a 2x2 area resize to 64x64.
     * ``root/classes.csv`` + ``root/obj{o}__{pose}__{angle}__{scale}.png`` (the authors'
       pre-built release): every listed image is decoded once, resized to 64x64 alike and cached;
-      a release that lacks some combinations becomes an incomplete grid.
+      a release that lacks some combinations becomes an incomplete grid. The full release is
+      1.17 M PNGs (a one-off decode of about an hour into a 14 GB cache), against 7,200 views
+      and a 470 MB cache for the generated path, which is why the plain layout is preferred.
     """
 
     name = "coil100-augmented"

@@ -65,6 +65,7 @@ class FolderDataset(FactorDataset):
     """
 
     name = "folder"
+    image_shape = (3, 64, 64)  # an instance takes its images' channel count
     synthetic = False
     source = "your own folder: images + factors.csv (--root)"
 
