@@ -32,7 +32,10 @@ def _cv_affine_inverse(size: int, angle_deg: float, zoom: float) -> np.ndarray:
     c = size / 2.0
     alpha = np.cos(angle_deg * np.pi / 180.0) * zoom
     beta = np.sin(angle_deg * np.pi / 180.0) * zoom
-    m = np.array([[alpha, beta, (1 - alpha) * c - beta * c], [-beta, alpha, beta * c + (1 - alpha) * c]])
+    m = np.array([
+        [alpha, beta, (1 - alpha) * c - beta * c],
+        [-beta, alpha, beta * c + (1 - alpha) * c],
+    ])
     d = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]
     d = 1.0 / d if d != 0 else 0.0
     a11, a22, a12, a21 = m[1, 1] * d, m[0, 0] * d, -m[0, 1] * d, -m[1, 0] * d
@@ -170,7 +173,7 @@ def area_downsample(img: np.ndarray, factor: int) -> np.ndarray:
 
 
 def area_downsample_uint8(img: np.ndarray, factor: int) -> np.ndarray:
-    """uint8 [..., H, W, C] → block means rounded half up, uint8 (OpenCV ``INTER_AREA`` on uint8)."""
+    """uint8 [..., H, W, C] → block means rounded half up (OpenCV ``INTER_AREA`` on uint8)."""
     if factor == 1:
         return img.astype(np.uint8)
     *lead, h, w, c = img.shape

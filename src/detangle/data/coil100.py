@@ -45,10 +45,10 @@ COIL_ANGLES: tuple[int, ...] = tuple(range(0, 360, 5))
 SOURCE_SIZE = 128
 OUT = 64
 
-PLAIN_LAYOUT = """ROOT/coil-100/obj{o}__{a}.png   128x128 RGB PNGs, the Columbia release (coil-100.zip):
+PLAIN_LAYOUT = """ROOT/coil-100/obj{o}__{a}.png   128x128 RGB PNGs (the Columbia coil-100.zip):
     objects o = 1..100, turntable angles a = 0, 5, ..., 355 (7,200 files)"""
-RELEASE_LAYOUT = """ROOT/classes.csv                            header: image,object,pose,rotation,scale
-ROOT/obj{o}__{pose}__{angle}__{scale}.png    one PNG per row, e.g. obj1__0__20__0.94.png
+RELEASE_LAYOUT = """ROOT/classes.csv   header: image,object,pose,rotation,scale
+ROOT/obj{o}__{pose}__{angle}__{scale}.png   one PNG per row, e.g. obj1__0__20__0.94.png
     classes are 0-based: object = o-1, pose = pose/5, rotation = angle/20,
     scale = index of the zoom in 1.0, 0.94, 0.88, 0.81, 0.75, 0.69, 0.62, 0.56, 0.5"""
 RELEASE_COLUMNS = ["image", "object", "pose", "rotation", "scale"]
@@ -59,7 +59,7 @@ _RELEASE_NAME = re.compile(r"^obj(\d+)__(\d+)__(\d+)__([0-9.]+)\.png$")
 
 
 def plain_files(root, objects: Sequence[int], angles: Sequence[int], layout: str) -> list[Path]:
-    """Paths of the selected views, object-major; a missing folder or file raises with the layout."""
+    """Paths of the selected views, object-major; a missing folder or file raises."""
     folder = Path(root) / "coil-100"
     if not folder.is_dir():
         raise DataLayoutError(folder, "Coil-100 folder not found", layout)
@@ -160,7 +160,8 @@ class Coil100(FactorDataset):
         rows = f[:, 0] * len(self.angles) + f[:, 1]
         zeros = np.zeros(len(f), dtype=np.int64)
         sums = self._identity.apply(self._pixels, rows, zeros, zeros)
-        return convert_channels(sums_to_images(sums, OUT, self._identity.factor**2, 3), self.channels)
+        images = sums_to_images(sums, OUT, self._identity.factor**2, 3)
+        return convert_channels(images, self.channels)
 
     def factor_values(self) -> dict[str, np.ndarray]:
         return {"object": np.array(self.objects), "pose": np.array(self.angles)}  # pose in degrees
@@ -209,20 +210,23 @@ class Coil100Augmented(FactorDataset):
             raise DataLayoutError(self.root, f"{self.name} folder not found", self._layouts())
         if (self.root / "classes.csv").is_file():
             if objects is not None or angles is not None:
-                raise ValueError("objects=/angles= select views of plain Coil-100, not of a release")
+                raise ValueError("objects=/angles= select views of plain Coil-100, not a release")
             self.mode = "release"
             self._init_release(cache_dir)
         else:
             self.mode = "generated"
             self.objects = _check_selection(objects or COIL_OBJECTS, COIL_OBJECTS, "objects")
             self.angles = _check_selection(angles or COIL_ANGLES, COIL_ANGLES, "angles")
-            self.factor_sizes = (len(self.objects), len(self.angles), len(ROTATIONS_DEG), len(SCALES))
+            self.factor_sizes = (
+                len(self.objects), len(self.angles), len(ROTATIONS_DEG), len(SCALES)
+            )
             files = plain_files(self.root, self.objects, self.angles, self._layouts())
             self._pixels = self._base_cache(files, cache_dir)
             self._grid = RotationScaleGrid(self.canvas, OUT)
 
     def _layouts(self) -> str:
-        return f"either the plain release:\n{PLAIN_LAYOUT}\nor the pre-built release:\n{RELEASE_LAYOUT}"
+        return (f"either the plain release:\n{PLAIN_LAYOUT}\n"
+                f"or the pre-built release:\n{RELEASE_LAYOUT}")
 
     def _base_cache(self, files, cache_dir) -> np.ndarray:
         return _rgbx_base_cache(self.root, files, self.objects, self.angles, cache_dir)
@@ -300,8 +304,9 @@ def read_classes_csv(path: Path, layout: str) -> tuple[np.ndarray, list[str]]:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != RELEASE_COLUMNS:
-            raise DataLayoutError(path, f"classes.csv header is {header}, expected {RELEASE_COLUMNS}",
-                                  layout)
+            raise DataLayoutError(
+                path, f"classes.csv header is {header}, expected {RELEASE_COLUMNS}", layout
+            )
         names, rows = [], []
         for line, row in enumerate(reader, start=2):
             if not row:
@@ -312,14 +317,19 @@ def read_classes_csv(path: Path, layout: str) -> tuple[np.ndarray, list[str]]:
                 classes = [int(v) for v in row[1:]]
                 m = _RELEASE_NAME.match(row[0].strip())
                 if m is None:
-                    raise ValueError(f"image name {row[0]!r} is not obj{{o}}__{{pose}}__{{angle}}__{{scale}}.png")
+                    raise ValueError(
+                        f"image name {row[0]!r} is not obj{{o}}__{{pose}}__{{angle}}__{{scale}}.png"
+                    )
                 o, pose, angle, zoom = int(m[1]), int(m[2]), int(m[3]), float(m[4])
                 expect = [o - 1, pose // 5, angle // 20,
                           SCALES.index(zoom) if zoom in SCALES else -1]
                 if pose % 5 or angle % 20 or classes != expect or min(expect) < 0:
-                    raise ValueError(f"classes {classes} disagree with the file name (expected {expect})")
+                    raise ValueError(
+                        f"classes {classes} disagree with the file name (expected {expect})"
+                    )
             except ValueError as exc:
-                raise DataLayoutError(path, f"malformed row on line {line}: {exc}", layout) from None
+                problem = f"malformed row on line {line}: {exc}"
+                raise DataLayoutError(path, problem, layout) from None
             names.append(row[0].strip())
             rows.append(classes)
     if not rows:

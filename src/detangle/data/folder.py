@@ -20,7 +20,7 @@ from detangle.data.base import FactorDataset
 from detangle.errors import DataLayoutError
 
 OUT = 64
-LAYOUT = """ROOT/factors.csv      header: image,<factor 1>,<factor 2>,...  (one integer column per factor)
+LAYOUT = """ROOT/factors.csv      header: image,<factor 1>,<factor 2>,...  (one int column each)
 ROOT/<image>          one row per image: a path relative to ROOT (PNG/JPEG...), then its
                       0-based class of each factor; one image per factor combination;
                       images square, all of one size and one channel count (grey or RGB)"""
@@ -33,7 +33,8 @@ def read_factors_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
-        if len(header) < 2 or header[0] != "image" or len(set(header)) != len(header) or not all(header):
+        distinct = len(set(header)) == len(header) and all(header)
+        if len(header) < 2 or header[0] != "image" or not distinct:
             raise DataLayoutError(
                 path, f"header is {header}, expected 'image' then one distinct name per factor",
                 LAYOUT,
@@ -49,7 +50,8 @@ def read_factors_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
                 if min(classes) < 0:
                     raise ValueError("negative class")
             except ValueError as exc:
-                raise DataLayoutError(path, f"malformed row on line {line}: {exc}", LAYOUT) from None
+                problem = f"malformed row on line {line}: {exc}"
+                raise DataLayoutError(path, problem, LAYOUT) from None
             names.append(row[0].strip())
             rows.append(classes)
     if not rows:

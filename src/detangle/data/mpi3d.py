@@ -115,7 +115,8 @@ class _MPI3D(FactorDataset):
         except KeyError:
             raise DataLayoutError(self.path, "the archive has no 'images' array", layout) from None
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-            raise DataLayoutError(self.path, f"unreadable or truncated npz ({exc})", layout) from None
+            problem = f"unreadable or truncated npz ({exc})"
+            raise DataLayoutError(self.path, problem, layout) from None
         if arr is None:
             arr = self._unpacked(cache_dir, layout)
         return arr
