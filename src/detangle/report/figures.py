@@ -36,29 +36,43 @@ def _to_hwc(img: np.ndarray) -> np.ndarray:
     return img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
 
 
+def montage(rows: Sequence[np.ndarray], pad: int = 2) -> np.ndarray:
+    """Rows of images [m, C, H, W] tiled into one RGB array (white gaps), for a single imshow:
+    one image per figure is ~10x faster to draw than one matplotlib axes per image."""
+    shapes = {tuple(np.asarray(r).shape[2:]) for r in rows if len(r)}
+    if len(shapes) != 1:
+        raise ValueError(f"all images of a montage must share one H x W size, found {sorted(shapes)}")
+    h, w = shapes.pop()
+    ncols = max(len(r) for r in rows)
+    out = np.ones((len(rows) * (h + pad) + pad, ncols * (w + pad) + pad, 3), dtype=np.float32)
+    for i, imgs in enumerate(rows):
+        for j, img in enumerate(imgs):
+            tile = _to_hwc(img)
+            if tile.ndim == 2:
+                tile = np.repeat(tile[..., None], 3, axis=2)
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            out[y : y + h, x : x + w] = tile
+    return out
+
+
 def image_rows_figure(rows: Sequence[tuple[str, np.ndarray]], title: str):
     """Rows of images [m, C, H, W] in [0, 1], each labelled on its left."""
     plt = _plt()
     if not rows:
         raise ValueError("image_rows_figure needs at least one row of images")
+    grid = montage([imgs for _, imgs in rows])
+    h = np.asarray(rows[0][1]).shape[2] + 2
     ncols = max(len(imgs) for _, imgs in rows)
-    fig, axes = plt.subplots(
-        len(rows), ncols, figsize=(0.9 * ncols + 1.8, 0.95 * len(rows) + 0.5), squeeze=False
-    )
-    for r, (label, imgs) in enumerate(rows):
-        for c in range(ncols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if c < len(imgs):
-                img = _to_hwc(imgs[c])
-                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1,
-                          interpolation="nearest")
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    width, height = 0.75 * ncols + 1.3, 0.75 * len(rows) + 0.6
+    fig, ax = plt.subplots(figsize=(width, height))
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([2 + i * h + h / 2 for i in range(len(rows))], labels=[lbl for lbl, _ in rows],
+                  fontsize=8)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(title, fontsize=9)
+    fig.subplots_adjust(left=1.2 / width, right=0.99, top=1 - 0.4 / height, bottom=0.05 / height)
     return fig
 
 
@@ -115,7 +129,7 @@ def relation_figure(
                                    edgecolor="red", linewidth=2))
     fig.colorbar(im, ax=ax, fraction=0.05, label="M[d, k]")
     ax.set_title(title + "\n(red box: OMES association)", fontsize=9)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.15, bottom=0.25, top=0.85)
     return fig
 
 

@@ -70,7 +70,11 @@ def shared_factors_transfer_better(
         seen.add(g.source)
         same = [h for h in groups if h.source == g.source and h.finetune == g.finetune]
         src = by_source.get(g.source)
-        src_factors = src.trained[0].factor_names if src and src.trained else []
+        if src and src.trained:
+            src_factors = src.trained[0].factor_names
+        else:  # a transfer without a source evaluation records the source's factors itself
+            first = next(iter(g.before.values()), None)
+            src_factors = list(((first.transfer or {}) if first else {}).get("source_factor_names", []))
         shared = [h for h in same if shares_factors(src_factors, h.factor_names)]
         other = [h for h in same if not shares_factors(src_factors, h.factor_names)]
         if not shared or not other:

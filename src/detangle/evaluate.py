@@ -1,0 +1,244 @@
+"""Evaluate one model on one dataset and write an evaluation folder (DESIGN.md §3 run folder).
+
+The paper evaluates every model — a source on its own data, a source zero-shot on a target
+("before"), the same after fine-tuning ("after") — on 15,008 encoded samples with OMES, DCI, MIG
+and GBT/MLP accuracy on the full and the OMES-pruned code (Dapueto et al. 2024, §4). One call here
+does that for one (model, dataset) and writes, atomically:
+
+* ``representations.npz`` (``mean``, ``sampled``) and ``classes.csv``: the interchange format;
+* ``results.json``: flat metrics, the OMES relation matrix and association, what was evaluated
+  (``kind``, dataset, model, transfer settings), versions, backend, seed and elapsed time;
+* ``figures/``: reconstructions, latent traversals labelled with OMES's factor, relation heat map.
+
+A folder whose ``results.json`` is complete is skipped (``evaluate_model`` returns it as is).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detangle.io import read_json, write_json
+from detangle.report.collect import KINDS, SCHEMA
+
+#: images in the reconstruction figure and steps of each traversal row
+N_RECON = 8
+N_TRAVERSAL = 9
+
+
+@dataclass
+class EvalSettings:
+    """How to evaluate: the paper's protocol is n = 15,008, train fraction 2/3, every metric."""
+
+    n: int = 15008
+    seed: int = 0
+    metrics: tuple[str, ...] | None = None  # None: every metric the library offers
+    backend: str = "fast"
+    train_fraction: float = 2.0 / 3.0
+    bootstrap: int = 0
+    batch_size: int = 256
+    figures: bool = True
+
+
+@dataclass
+class EvalInfo:
+    """What is evaluated, recorded in ``results.json`` for the report to group by."""
+
+    kind: str
+    model: dict[str, Any] = field(default_factory=dict)
+    transfer: dict[str, Any] | None = None
+    split: str = "all combinations"
+    log: str | None = None  # log.jsonl of the training that produced the model, relative path
+
+
+def versions() -> dict[str, str]:
+    """Library versions that change numbers (recorded with every result, DESIGN.md §4.9)."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("detangle", "numpy", "torch", "scikit-learn", "lightgbm", "scipy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def is_complete(folder: str | Path) -> bool:
+    """True when ``folder/results.json`` is a finished detangle evaluation."""
+    path = Path(folder) / "results.json"
+    if not path.is_file():
+        return False
+    try:
+        data = read_json(path)
+    except (ValueError, OSError):
+        return False
+    return isinstance(data, dict) and data.get("schema") == SCHEMA and "metrics" in data
+
+
+def omes_block(details: dict, factor_names: list[str]) -> dict | None:
+    """The OMES relation matrix restricted to active dimensions, their original indices, the
+    factor names and the association — what the heat map and the traversal labels need."""
+    d = details.get("omes") if isinstance(details, dict) else None
+    if not d or "relation" not in d:
+        return None
+    relation = np.asarray(d["relation"], dtype=float)
+    inactive = set(int(i) for i in d.get("inactive", []))
+    dims = [i for i in range(relation.shape[0]) if i not in inactive]
+    return {
+        "relation": relation[dims].tolist(),
+        "dims": dims,
+        "factor_names": list(d.get("factor_names", factor_names)),
+        "association": {k: (None if v is None else int(v)) for k, v in d.get("association", {}).items()},
+    }
+
+
+def _decode_images(model, z: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        logits = model.decode(torch.as_tensor(z, dtype=torch.float32))
+    return torch.sigmoid(logits.float()).numpy()
+
+
+def _encode_mean(model, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        mu, _ = model.encode(torch.as_tensor(x, dtype=torch.float32))
+    return mu.float().numpy()
+
+
+def traversal_rows(model, mean: np.ndarray, dims: list[int], n_steps: int = N_TRAVERSAL):
+    """For each dimension, decode the first sample's code with that dimension swept from the 2nd
+    to the 98th percentile of its values over the evaluation set (its range in the data)."""
+    base = mean[0].astype(np.float32)
+    rows = []
+    for d in dims:
+        lo, hi = np.percentile(mean[:, d], [2, 98])
+        z = np.repeat(base[None], n_steps, axis=0)
+        z[:, d] = np.linspace(lo, hi, n_steps)
+        rows.append((d, _decode_images(model, z)))
+    return rows
+
+
+def write_figures(model, dataset, factors, mean, omes, folder: Path, title: str) -> dict[str, str]:
+    """Reconstructions, traversals and the relation heat map of one evaluation."""
+    from detangle.report import figures as F
+
+    out: dict[str, str] = {}
+    fig_dir = folder / "figures"
+    x = dataset.images(factors[:N_RECON], np.random.default_rng(0))
+    recon = _decode_images(model, _encode_mean(model, x))
+    F.save_figure(F.reconstruction_figure(x, recon, f"reconstructions: {title}"),
+                  fig_dir / "reconstructions.png")
+    out["reconstructions"] = "figures/reconstructions.png"
+    if omes is not None:
+        dims = omes["dims"] or list(range(mean.shape[1]))
+        rows = traversal_rows(model, mean, dims)
+        F.save_figure(F.traversal_figure(rows, omes["association"], f"latent traversals: {title}"),
+                      fig_dir / "traversals.png")
+        out["traversals"] = "figures/traversals.png"
+        if omes["dims"]:
+            fig = F.relation_figure(np.asarray(omes["relation"]), omes["dims"], omes["factor_names"],
+                                    omes["association"], f"OMES relation: {title}")
+            F.save_figure(fig, fig_dir / "relation.png")
+            out["relation"] = "figures/relation.png"
+    return out
+
+
+def evaluate_model(model, dataset, folder: str | Path, info: EvalInfo,
+                   settings: EvalSettings | None = None) -> dict:
+    """Encode ``settings.n`` samples of ``dataset`` with ``model``, compute the metrics, write
+    the evaluation folder, and return the results dict. Skips (returns the saved results) when
+    ``folder`` already holds a complete evaluation.
+
+    The model must take the dataset's channels (see :func:`detangle.transfer.adapt_channels`).
+    """
+    from detangle.metrics import evaluate as compute_metrics
+    from detangle.metrics.representations import encode_dataset, save_representations
+
+    folder = Path(folder)
+    if info.kind not in KINDS:
+        raise ValueError(f"evaluation kind must be one of {KINDS}, found {info.kind!r}")
+    if is_complete(folder):
+        return read_json(folder / "results.json")
+    settings = settings or EvalSettings()
+    model.eval()
+    if model.in_channels != dataset.image_shape[0]:
+        raise ValueError(
+            f"the model takes {model.in_channels}-channel images, dataset {dataset.name!r} has "
+            f"{dataset.image_shape[0]}; adapt the model first (detangle.transfer.adapt_channels)"
+        )
+    start = time.perf_counter()
+    names = list(dataset.factor_names)
+    mean, sampled, factors = encode_dataset(model, dataset, settings.n, settings.seed,
+                                            batch_size=settings.batch_size)
+    save_representations(folder, mean, sampled, factors, names)
+    flat, details = compute_metrics(
+        mean, factors, metrics=settings.metrics, factor_names=names, backend=settings.backend,
+        seed=settings.seed, train_fraction=settings.train_fraction, bootstrap=settings.bootstrap,
+    )
+    omes = omes_block(details, names)
+    figs = {}
+    if settings.figures:
+        figs = write_figures(model, dataset, factors, mean, omes, folder, dataset.name)
+    results = {
+        "schema": SCHEMA,
+        "kind": info.kind,
+        "dataset": {"name": dataset.name, "factor_names": names,
+                    "factor_sizes": list(dataset.factor_sizes),
+                    "image_shape": list(dataset.image_shape), "split": info.split,
+                    "n": int(settings.n)},
+        "model": info.model,
+        "transfer": info.transfer,
+        "metrics": {k: float(v) for k, v in flat.items()},
+        "omes": omes,
+        "figures": figs,
+        "log": info.log,
+        "meta": {"versions": versions(), "backend": settings.backend, "seed": settings.seed,
+                 "train_fraction": settings.train_fraction, "n": int(settings.n),
+                 "elapsed_s": round(time.perf_counter() - start, 3),
+                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+    }
+    write_json(folder / "results.json", results)
+    return results
+
+
+def evaluate_source(run_dir: str | Path, settings: EvalSettings | None = None, *, dataset=None,
+                    floor: bool = True) -> dict:
+    """Evaluate a trained source run on its own dataset (``RUN/eval``) and, with ``floor``, the
+    same network at its initialisation (``RUN/floor``): the untrained floor that shows what
+    training added (an untrained encoder scores DCI-D ≈ 0.03, MIG ≈ 0.01 on dSprites).
+
+    Returns ``{"source": results, "floor": results or None}``; finished folders are skipped.
+    """
+    from detangle.data.registry import get_dataset
+    from detangle.train.checkpoint import load_run
+    from detangle.train.prepare import build_network, seeds
+
+    run_dir = Path(run_dir)
+    model, cfg = load_run(run_dir, device="cpu")
+    if dataset is None:
+        kwargs = dict(cfg.data.options)
+        if cfg.data.root:
+            kwargs["root"] = cfg.data.root
+        dataset = get_dataset(cfg.data.dataset, **kwargs)
+    info = {"run_dir": str(run_dir), "source_dataset": cfg.data.dataset, "method": cfg.method.name,
+            "arch": cfg.model.arch, "beta": cfg.method.beta, "latent_dim": cfg.model.latent_dim,
+            "seed": cfg.run.seed, "steps": cfg.run.steps}
+    out = {"source": evaluate_model(model, dataset, run_dir / "eval",
+                                    EvalInfo("source", info, log="../log.jsonl"), settings)}
+    out["floor"] = None
+    if floor:
+        untrained_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=None))
+        untrained = build_network(untrained_cfg, model.in_channels, seeds(cfg.run.seed)["init"])
+        out["floor"] = evaluate_model(untrained, dataset, run_dir / "floor",
+                                      EvalInfo("floor", {**info, "steps": 0}), settings)
+    return out
