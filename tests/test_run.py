@@ -1,0 +1,96 @@
+"""``detangle run``: presets, the whole job end to end in --smoke sizes, every report file,
+a well-formed HTML page that shows every figure, and re-running skips finished stages."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from detangle.cli import main
+from detangle.cli.run import Preset, find_real_targets, load_preset, smoke, source_folder_name
+
+from test_report import check_html
+
+TARGETS = ("noisy-color-dsprites", "shapes3d", "coins-augmented")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DETANGLE_CACHE_DIR", str(out.parent / "cache"))
+        t0 = time.perf_counter()
+        code = main(["run", "--smoke", "--out", str(out), "--threads", "1"])
+        elapsed = time.perf_counter() - t0
+    return out, code, elapsed
+
+
+def test_smoke_run_writes_every_report_file(smoke_run, capsys):
+    out, code, elapsed = smoke_run
+    assert code == 0
+    assert elapsed < 180, f"the smoke run took {elapsed:.0f} s"
+    for name in ("report.html", "report.md", "results.csv", "run.json"):
+        assert (out / name).is_file(), name
+    src = out / "sources" / "color-dsprites-gvae-labels-locatello-beta1-seed0"
+    assert (src / "eval" / "results.json").is_file() and (src / "floor" / "results.json").is_file()
+    for target in TARGETS:
+        t = out / "transfers" / f"{src.name}--{target}"
+        assert (t / "before" / "results.json").is_file() and (t / "after" / "results.json").is_file()
+    text, images = check_html(out / "report.html")
+    shown = {img["data-file"] for img in images}
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
+    assert on_disk == shown  # every figure is in the page, and nothing else
+    kinds = {p.parent.name for p in out.rglob("figures/*.png")}
+    assert kinds == {"figures"} and len(on_disk) >= 3 * (1 + 2 * len(TARGETS)) + 1 + len(TARGETS)
+    for target in TARGETS:
+        assert f"→ {target}" in text
+    assert "untrained" in text and "Do the paper" in text
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 + 2 * len(TARGETS)
+
+
+def test_rerun_skips_finished_stages(smoke_run, monkeypatch, capsys):
+    out, code, _ = smoke_run
+    assert code == 0
+    import detangle.metrics as metrics_mod
+    import detangle.train as train_mod
+
+    monkeypatch.setattr(train_mod, "train", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(metrics_mod, "evaluate", lambda *a, **k: pytest.fail("evaluated again"))
+    before = (out / "transfers").stat().st_mtime_ns
+    assert main(["run", "--smoke", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "skipped: done" in captured.err and f"report: {out / 'report.html'}" in captured.out
+    assert (out / "transfers").stat().st_mtime_ns == before
+
+
+def test_presets_load_and_round_trip(tmp_path, capsys):
+    quick, paper = load_preset("quick"), load_preset("paper")
+    assert quick.source.dataset == "color-dsprites" and quick.targets == TARGETS
+    assert quick.source.steps == 3000 and quick.source.lr == 5e-4 and quick.source.arch == "locatello"
+    assert paper.source.betas == (1.0, 2.0) and len(paper.source.seeds) == 10
+    assert (paper.source.steps, paper.source.warmup_steps, paper.finetune.steps) == (400000, 50000, 50000)
+    assert paper.eval.n == 15008 and paper.finetune.lr == 1e-4
+    tiny = smoke(paper)
+    assert tiny.source.steps < 20 and len(tiny.source.seeds) == 1 and tiny.eval.n < 500
+    assert main(["run", "--preset", "paper", "--show-preset"]) == 0
+    (tmp_path / "mine.json").write_text(capsys.readouterr().out)
+    assert load_preset(str(tmp_path / "mine.json")) == paper  # the printed preset is a config file
+    data = json.loads((tmp_path / "mine.json").read_text())
+    data["source"]["stpes"] = 5
+    (tmp_path / "typo.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="stpes"):
+        load_preset(str(tmp_path / "typo.json"))
+    assert main(["run", "--preset", "nonexistent"]) == 2
+    assert "--preset must be one of" in capsys.readouterr().err
+    assert source_folder_name(quick.source, 2.0, 3) == "color-dsprites-gvae-labels-locatello-beta2-seed3"
+
+
+def test_missing_real_targets_are_skipped_with_the_reason(tmp_path):
+    said = []
+    preset = Preset(targets=("shapes3d",), real_targets=("coil100-augmented",))
+    assert find_real_targets(preset, str(tmp_path), said.append) == []
+    assert said and "skipping real target coil100-augmented" in said[0]
+    assert find_real_targets(preset, None, said.append) == []
