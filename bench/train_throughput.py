@@ -165,7 +165,7 @@ def measure(arch, dataset, setting, batch, rounds, steps, fused, compile_):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--archs", default="locatello,paper")
-    p.add_argument("--settings", default="fp32,bf16+cl",
+    p.add_argument("--settings", default="fp32,fp32+cl,bf16,bf16+cl",
                    help="comma list of fp32 | bf16, each optionally +cl (channels-last)")
     p.add_argument("--batches", default="64", help="pairs per batch (comma list)")
     p.add_argument("--dataset", default="dsprites")

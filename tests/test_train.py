@@ -254,3 +254,14 @@ def test_cli_reads_a_partial_config_file_and_grad_clip_none(tmp_path, squares_re
     file.write_text(json.dumps({"methods": {}}))
     with pytest.raises(ValueError, match="expected sections"):
         resolve_config(args)
+
+
+def test_a_weights_only_checkpoint_cannot_be_resumed(tmp_path):
+    from detangle.config import save
+    from detangle.train.checkpoint import CheckpointError, TrainingState, save_checkpoint
+
+    run = train(small_config(1), tmp_path / "r", dataset=Squares(), progress=False)
+    save_checkpoint(run, TrainingState(step=1, model=weights(run), info={"in_channels": 1}))
+    save(small_config(1), run / "config.json")
+    with pytest.raises(CheckpointError, match="holds weights only"):
+        train(small_config(3), run, dataset=Squares(), resume=True, progress=False)

@@ -74,6 +74,9 @@ def train(
     noise = torch.Generator(device=device).manual_seed(seeds["noise"])
     step = 0
     if state is not None:  # resume: restore every piece of state
+        if state.optimizer is None or state.torch_rng is None or state.numpy_rng is None:
+            raise ckpt.CheckpointError(f"{ckpt.checkpoint_path(run_dir)} holds weights only "
+                                       "(no optimiser or generator state): it cannot be resumed")
         ckpt.load_model_weights(model, state.model, ckpt.checkpoint_path(run_dir))
         optimizer.load_state_dict(state.optimizer)
         noise.set_state(state.torch_rng)

@@ -52,8 +52,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def use_channels_last(device: torch.device, precision: str) -> bool:
-    """Channels-last pays with bf16 (oneDNN's blocked bf16 kernels, CUDA tensor cores)."""
-    return precision == "bf16"
+    """Channels-last (NHWC) where it pays: always on CPU, where oneDNN's convolutions run faster
+    on it in fp32 as well as bf16 (measured: 1.1-1.8x for both networks on an AVX2 EPYC, see the
+    report of issue 4), and with bf16 on CUDA (tensor cores)."""
+    return device.type == "cpu" or precision == "bf16"
 
 
 def seeds(seed: int) -> dict[str, int]:
