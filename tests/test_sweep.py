@@ -17,6 +17,7 @@ import yaml
 
 from detangle.cli import main
 from detangle.sweep import state as st
+from detangle.sweep.execute import Runtime
 from detangle.sweep.study import config_id, expand, load_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,10 +28,10 @@ QUICK = ROOT / "experiments" / "quick.yaml"
 # --- a stand-in for training/transfer: top-level so spawned workers can unpickle it ----------
 
 
-def fake_dispatch(spec, run_dir, source_dir, threads):
+def fake_dispatch(spec, run_dir, source_dir, runtime):
     """Record the call, check the source finished first, fail or sleep on request (env)."""
     with open(run_dir / "calls.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps({"pid": os.getpid(), "threads": threads, "omp": os.environ.get("OMP_NUM_THREADS"),
+        f.write(json.dumps({"pid": os.getpid(), "threads": runtime.threads, "omp": os.environ.get("OMP_NUM_THREADS"),
                             "t": time.time()}) + "\n")
     if spec.kind == "transfer":
         assert (source_dir / "result.txt").read_text() == spec.depends_on[0], "source not finished"
@@ -96,8 +97,8 @@ def test_ids_are_stable_and_follow_the_config(tmp_path):
     c = expand(data)
     assert not {r.id for r in c} & {r.id for r in a}
     smoke = expand(yaml.safe_load(_study(tmp_path).read_text()), smoke=True)
-    assert {r.config.get("steps") for r in smoke if r.kind == "source"} == {20}
-    assert {r.config["evaluation"]["n_samples"] for r in smoke} == {64}
+    assert {r.config.get("steps") for r in smoke if r.kind == "source"} == {8}
+    assert {r.config["evaluation"]["n_samples"] for r in smoke} == {240}
     assert not {r.id for r in smoke} & {r.id for r in a}
 
 
@@ -174,7 +175,7 @@ def test_local_pool_runs_sources_first_splits_threads_and_survives_a_failure(tmp
 
     monkeypatch.setenv("SWEEP_TEST_FAIL", "shapes")
     study = load_study(_study(tmp_path, extra_source=True), tmp_path / "out")
-    states = run_local(study, workers=2, threads=3, dispatch=fake_dispatch, log=lambda s: None)
+    states = run_local(study, workers=2, runtime=Runtime(threads=3), dispatch=fake_dispatch, log=lambda s: None)
     by_name = {r.name: r for r in study.runs}
     assert states[by_name["shapes.b1.s0"].id] == st.FAILED
     assert states[by_name["shapes--noisy-dsprites.b1.s0"].id] == BLOCKED
@@ -190,7 +191,7 @@ def test_local_pool_runs_sources_first_splits_threads_and_survives_a_failure(tmp
 
     # re-running: done runs skip, the failed one is retried (and now succeeds), its transfer runs
     monkeypatch.delenv("SWEEP_TEST_FAIL")
-    states = run_local(study, workers=2, threads=1, dispatch=fake_dispatch, log=lambda s: None)
+    states = run_local(study, workers=2, runtime=Runtime(threads=1), dispatch=fake_dispatch, log=lambda s: None)
     assert set(states.values()) == {st.DONE}
     assert _calls(study.out / by_name["color.b1.s0"].folder) == 1
     assert _calls(study.out / by_name["shapes.b1.s0"].folder) == 2
@@ -200,7 +201,7 @@ def _run_for_kill(study_path: str, out: str) -> None:
     """Entry point of the subprocess that the kill test interrupts."""
     from detangle.sweep.local import run_local
 
-    run_local(load_study(study_path, out), workers=2, threads=1, dispatch=fake_dispatch)
+    run_local(load_study(study_path, out), workers=2, runtime=Runtime(threads=1), dispatch=fake_dispatch)
 
 
 def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, monkeypatch):
@@ -223,7 +224,7 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, monkeypatc
     time.sleep(0.5)  # workers die with their parent (PR_SET_PDEATHSIG): their locks are stale
     assert all(st.run_state(f).state != st.RUNNING for f in folders)
 
-    states = run_local(study, workers=2, threads=1, dispatch=fake_dispatch, log=lambda s: None)
+    states = run_local(study, workers=2, runtime=Runtime(threads=1), dispatch=fake_dispatch, log=lambda s: None)
     assert set(states.values()) == {st.DONE}
     assert all(_calls(f) == 1 for f in done_before)  # finished runs were not redone
     assert all((f / "result.txt").exists() for f in folders)

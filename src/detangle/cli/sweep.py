@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from pathlib import Path
 
 from detangle.cli.common import format_table
 
@@ -25,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--threads", type=int, default=None,
         help="CPU threads per run (default: local cores // workers; slurm: --slurm-cpus-per-task)",
     )
+    p_run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p_run.add_argument(
+        "--data-root", default=None,
+        help="folder holding the real datasets (itself or one sub-folder per dataset name)",
+    )
     p_run.add_argument("--no-retry-failed", action="store_true", help="leave failed runs failed")
     p_run.add_argument("--slurm-partition", default=None)
     p_run.add_argument("--slurm-gpus-per-task", type=int, default=None)
@@ -41,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p_agg.add_argument("--out", default=None, help="CSV to write (default: DIR/aggregate.csv)")
     p_agg.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p_agg.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p_agg.add_argument("--no-report", action="store_true", help="skip report.html (tables only)")
     p_agg.set_defaults(func=cmd_aggregate)
 
 
@@ -88,12 +95,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from detangle.sweep.state import DONE
 
+    from detangle.sweep.execute import Runtime
+
     study = _load(args)
     retry = not args.no_retry_failed
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, found {args.threads}")
+    data_root = str(Path(args.data_root).resolve()) if args.data_root else None
+    runtime = Runtime(threads=args.threads, device=args.device, data_root=data_root)
     if args.executor == "local":
         from detangle.sweep.local import run_local
 
-        states = run_local(study, workers=args.workers, threads=args.threads, retry_failed=retry)
+        states = run_local(study, workers=args.workers, runtime=runtime, retry_failed=retry)
     else:
         from detangle.sweep.slurm import SlurmOptions, parse_time_minutes, run_slurm
 
@@ -105,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_parallel=args.max_parallel,
             mem=args.slurm_mem,
         )
-        states = run_slurm(study, options, retry_failed=retry)
+        states = run_slurm(study, options, runtime=runtime, retry_failed=retry)
     not_done = [s for s in states.values() if s != DONE]
     return 1 if not_done else 0
 
@@ -113,7 +126,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from detangle.sweep.aggregate import aggregate
 
-    paths = aggregate(args.dir, out=args.out, n_boot=args.n_boot, seed=args.seed)
+    if args.n_boot < 1:
+        raise ValueError(f"--n-boot must be >= 1, found {args.n_boot}")
+    paths = aggregate(args.dir, out=args.out, n_boot=args.n_boot, seed=args.seed, report=not args.no_report)
     for p in paths:
         print(f"wrote {p}")
     return 0

@@ -14,7 +14,9 @@ table and the single-run report are the same table. Outputs, written atomically 
   full|pruned, metric): n, then mean, std, ci_low, ci_high for before, after and delta;
   source models' own metrics follow with ``target`` = their dataset and stage ``source``.
 * ``aggregate.md``: the transfer table in the paper's layout (one block per source → target,
-  rows full and pruned, cells "before (+Δ after)" as mean ± std) and the source table.
+  rows full and pruned, cells "before (+Δ after)" as mean ± std) and the source table;
+* unless ``report=False``: ``report.html``, ``report.md`` and ``results.csv`` from
+  :func:`detangle.report.build_report` (figures and the verdicts on the paper's findings).
 """
 
 from __future__ import annotations
@@ -151,8 +153,13 @@ def _md_table(columns, rows) -> list[str]:
     return out
 
 
-def aggregate(root: str | Path, *, out: str | Path | None = None, n_boot: int = 2000, seed: int = 0) -> list[Path]:
+def aggregate(
+    root: str | Path, *, out: str | Path | None = None, n_boot: int = 2000, seed: int = 0, report: bool = True
+) -> list[Path]:
     """Aggregate every evaluation under ``root``; return the files written.
+
+    With ``report``, also build the HTML/Markdown report of :func:`detangle.report.build_report`
+    (figures, findings) in ``root``.
 
     Raises ``ValueError`` when ``root`` holds no transfer or source evaluation at all (an empty
     table would look like a result).
@@ -179,4 +186,10 @@ def aggregate(root: str | Path, *, out: str | Path | None = None, n_boot: int = 
     write_text(csv_path, buf.getvalue())
     md_path = csv_path.with_suffix(".md")
     write_text(md_path, markdown_tables(t_groups, s_groups))
-    return [csv_path, md_path]
+    written = [csv_path, md_path]
+    if report:
+        from detangle.report import build_report
+
+        rep = build_report(root)
+        written += [Path(rep.html), Path(rep.markdown), Path(rep.csv)]
+    return written

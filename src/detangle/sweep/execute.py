@@ -11,6 +11,9 @@ training entry point continues from its last checkpoint, and the transfer skips 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import os
 import time
 import traceback
@@ -21,26 +24,45 @@ from detangle.io import write_json
 from detangle.sweep.state import DONE, FAILED, RUNNING, SPEC_FILE, RunLock, record_done, record_error
 from detangle.sweep.study import RunSpec
 
-#: signature of a dispatch function: (spec, run_dir, source_dir or None, threads) -> None
-Dispatch = Callable[[RunSpec, Path, "Path | None", "int | None"], None]
+#: the run's stdout and stderr (progress lines, warnings), appended on every attempt
+LOG_FILE = "run.log"
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """Where and how a run executes; not part of its id (the results do not depend on it).
+
+    ``data_root``: folder holding the real datasets (itself or a sub-folder named after each
+    dataset), as for ``detangle run --data-root``.
+    """
+
+    threads: int | None = None
+    device: str = "auto"
+    data_root: str | None = None
+
+
+#: signature of a dispatch function: (spec, run_dir, source_dir or None, runtime) -> None
+Dispatch = Callable[[RunSpec, Path, "Path | None", Runtime], None]
 
 
 def execute_run(
     spec: RunSpec | dict,
     out: str | Path,
     *,
-    threads: int | None = None,
+    runtime: Runtime | None = None,
     dispatch: Dispatch | None = None,
     reraise: bool = False,
 ) -> str:
     """Run ``spec`` inside ``out/spec.folder`` and return its final state (done/failed/running).
 
-    ``running`` means another live process holds the run; nothing was done. ``threads`` sets
-    torch's CPU threads for this run (the executor splits the machine's cores fairly).
+    ``running`` means another live process holds the run; nothing was done. ``runtime.threads``
+    sets torch's CPU threads for this run (the executor splits the machine's cores fairly).
     """
+    runtime = runtime or Runtime()
     if isinstance(spec, dict):
         spec = RunSpec.from_dict(spec)
-    out = Path(out)
+    out = Path(out).resolve()
     run_dir = out / spec.folder
     dispatch = dispatch or default_dispatch
     lock = RunLock(run_dir)
@@ -50,8 +72,11 @@ def execute_run(
     try:
         write_json(run_dir / SPEC_FILE, {**spec.to_dict(), "started": started})
         source_dir = _source_dir(spec, out)
-        dispatch(spec, run_dir, source_dir, threads)
-        record_done(run_dir, id=spec.id, elapsed_s=time.time() - started, threads=threads)
+        # the run's own output (progress, warnings) goes to its folder, not the sweep's console
+        with open(run_dir / LOG_FILE, "a", encoding="utf-8") as log, \
+                contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            dispatch(spec, run_dir, source_dir, runtime)
+        record_done(run_dir, id=spec.id, elapsed_s=time.time() - started, threads=runtime.threads)
         return DONE
     except BaseException as exc:  # noqa: BLE001 - a failed run is recorded, the sweep goes on
         record_error(
@@ -94,20 +119,92 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-def default_dispatch(spec: RunSpec, run_dir: Path, source_dir: Path | None, threads: int | None) -> None:
+def default_dispatch(spec: RunSpec, run_dir: Path, source_dir: Path | None, runtime: Runtime) -> None:
     """Call the real entry point for ``spec.kind``: train + evaluate a source, or transfer."""
-    set_threads(threads)
+    set_threads(runtime.threads)
     if spec.kind == "source":
-        run_source(spec, run_dir)
+        run_source(spec, run_dir, runtime)
     elif spec.kind == "transfer":
-        run_transfer(spec, run_dir, source_dir)
+        if source_dir is None:
+            raise ValueError(f"transfer {spec.name}: no source run folder")
+        run_transfer(spec, run_dir, source_dir, runtime)
     else:
         raise ValueError(f"run {spec.id}: kind must be 'source' or 'transfer', found {spec.kind!r}")
 
 
-def run_source(spec: RunSpec, run_dir: Path) -> None:
-    raise NotImplementedError("training entry point not wired yet")
+def eval_settings(config: dict):
+    """The study's evaluation section as :class:`detangle.evaluate.EvalSettings`."""
+    from detangle.evaluate import EvalSettings
+
+    ev = config["evaluation"]
+    metrics = tuple(ev["metrics"]) if ev.get("metrics") else None
+    return EvalSettings(n=int(ev["n_samples"]), metrics=metrics)
 
 
-def run_transfer(spec: RunSpec, run_dir: Path, source_dir: Path | None) -> None:
-    raise NotImplementedError("transfer entry point not wired yet")
+def dataset_root(name: str, data_root: str | None) -> str | None:
+    """Root folder for a *real* dataset: ``data_root/name`` when it exists, else ``data_root``.
+    Synthetic datasets are generated and get no root."""
+    from detangle.data.registry import dataset_class
+
+    if not data_root or getattr(dataset_class(name), "synthetic", True):
+        return None
+    sub = Path(data_root) / name
+    return str(sub if sub.is_dir() else Path(data_root))
+
+
+def train_config(spec: RunSpec, runtime: Runtime):
+    """The :class:`~detangle.config.TrainConfig` of a source run (study values + ``set``)."""
+    from detangle.config import (DataConfig, MethodConfig, ModelConfig, OptimConfig, RunConfig,
+                                 TrainConfig, apply_overrides)
+
+    c = spec.config
+    cfg = TrainConfig(
+        data=DataConfig(dataset=c["dataset"], root=dataset_root(c["dataset"], runtime.data_root)),
+        model=ModelConfig(arch=c["arch"], latent_dim=c["latent_dim"]),
+        method=MethodConfig(name=c["method"], beta=c["beta"], warmup_steps=c["warmup"]),
+        optim=OptimConfig(lr=c["lr"], batch_size=c["batch_size"]),
+        run=RunConfig(steps=c["steps"], seed=c["seed"], device=runtime.device, threads=runtime.threads,
+                      checkpoint_every=max(c["steps"] // 10, 1)),
+    )
+    overrides = [f"{k}={json.dumps(v)}" for k, v in sorted(c.get("set", {}).items())]
+    return apply_overrides(cfg, overrides).validate()
+
+
+def run_source(spec: RunSpec, run_dir: Path, runtime: Runtime) -> None:
+    """Train (resuming from the folder's checkpoint if any), then evaluate the source on its own
+    data beside its untrained floor (``eval/``, ``floor/``): the source table of the paper."""
+    from detangle.evaluate import evaluate_source
+    from detangle.train import train
+
+    train(train_config(spec, runtime), run_dir, resume=True, progress=False)
+    evaluate_source(run_dir, eval_settings(spec.config), floor=True)
+    _check_complete(spec, run_dir, ("eval", "floor"))
+
+
+def run_transfer(spec: RunSpec, run_dir: Path, source_dir: Path, runtime: Runtime) -> None:
+    """Zero-shot evaluation, fine-tuning and evaluation after (detangle.transfer); finished
+    stages skip, so an interrupted transfer resumes."""
+    from detangle.transfer import TransferConfig, transfer
+
+    c = spec.config
+    cfg = TransferConfig(
+        source=str(source_dir), target=c["target"], finetune=c["finetune"], steps=c["finetune_steps"],
+        beta=c["beta"], lr=c["lr"], batch_size=c["batch_size"], seed=c["seed"],
+        data_root=dataset_root(c["target"], runtime.data_root), device=runtime.device,
+        threads=runtime.threads, eval=eval_settings(c),
+    )
+    for key, value in c.get("set", {}).items():
+        if not hasattr(cfg, key):
+            raise ValueError(f"transfer {spec.name}: 'set' key {key!r} is not a TransferConfig field")
+        setattr(cfg, key, value)
+    transfer(cfg, run_dir)
+    _check_complete(spec, run_dir, ("before",) if cfg.finetune == "none" else ("before", "after"))
+
+
+def _check_complete(spec: RunSpec, run_dir: Path, parts: tuple[str, ...]) -> None:
+    """A run is done only when its results are on disk (DESIGN.md §3: complete results.json)."""
+    from detangle.evaluate import is_complete
+
+    missing = [p for p in parts if not is_complete(run_dir / p)]
+    if missing:
+        raise RuntimeError(f"run {spec.name} returned without complete results in {missing} under {run_dir}")

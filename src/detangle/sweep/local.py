@@ -11,13 +11,14 @@ sweep skips done runs, retries failed ones, and resumes interrupted ones from th
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import multiprocessing
 import os
 import signal
 import sys
 from typing import Callable
 
-from detangle.sweep.execute import Dispatch, execute_run, set_threads
+from detangle.sweep.execute import Dispatch, Runtime, execute_run, set_threads
 from detangle.sweep.state import DONE, FAILED, RUNNING, TODO, record_error, run_state
 from detangle.sweep.study import RunSpec, Study
 
@@ -55,17 +56,19 @@ def run_local(
     study: Study,
     *,
     workers: int = 1,
-    threads: int | None = None,
+    runtime: Runtime | None = None,
     dispatch: Dispatch | None = None,
     retry_failed: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Run every run of ``study`` that is not done; return the final state of each run by id.
 
-    ``threads`` overrides the fair share ``cores // workers``. ``dispatch`` replaces the real
-    entry points (tests); it must be a picklable top-level function.
+    ``runtime.threads`` overrides the fair share ``cores // workers``. ``dispatch`` replaces the
+    real entry points (tests); it must be a picklable top-level function.
     """
-    threads = threads or threads_per_worker(workers)
+    runtime = runtime or Runtime()
+    threads = runtime.threads or threads_per_worker(workers)
+    runtime = dataclasses.replace(runtime, threads=threads)
     todo, states = pending_runs(study, retry_failed=retry_failed)
     by_id = study.by_id()
     skipped = sum(1 for s in states.values() if s == DONE)
@@ -89,7 +92,7 @@ def run_local(
                 elif all(s == DONE for s in dep_states) and len(in_flight) < workers:
                     waiting.remove(r)
                     states[r.id] = RUNNING
-                    fut = pool.submit(execute_run, r.to_dict(), str(study.out), threads=threads, dispatch=dispatch)
+                    fut = pool.submit(execute_run, r.to_dict(), str(study.out), runtime=runtime, dispatch=dispatch)
                     in_flight[fut] = r
             if not in_flight:
                 if waiting:  # dependencies held by another live sweep: nothing we can start
@@ -106,12 +109,12 @@ def run_local(
                 except cf.process.BrokenProcessPool:
                     broken = True
                     states[r.id] = _record_crash(study, r)
-                log(f"  {states[r.id]:<8} {r.name}")
+                log(_line(study, r, states[r.id]))
             if broken:
                 # a worker died hard (killed, out of memory): every run in flight is lost with it
                 for fut, r in list(in_flight.items()):
                     states[r.id] = _record_crash(study, r)
-                    log(f"  {states[r.id]:<8} {r.name}")
+                    log(_line(study, r, states[r.id]))
                 in_flight.clear()
                 pool.shutdown(wait=True, cancel_futures=True)
                 pool = _new_pool(workers, threads)
@@ -120,6 +123,15 @@ def run_local(
     counts = {s: sum(1 for v in states.values() if v == s) for s in (DONE, FAILED, BLOCKED, RUNNING, TODO)}
     log("sweep finished: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     return states
+
+
+def _line(study: Study, r: RunSpec, state: str) -> str:
+    """One console line per finished run; a failure shows its error and where the details are."""
+    line = f"  {state:<8} {r.name}"
+    if state == FAILED:
+        detail = run_state(study.out / r.folder).detail
+        line += f": {detail[:200]} (see {study.out / r.folder / 'error.json'})"
+    return line
 
 
 def _record_crash(study: Study, r: RunSpec) -> str:

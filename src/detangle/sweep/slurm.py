@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from detangle.sweep.execute import Dispatch, execute_run
+from detangle.sweep.execute import Dispatch, Runtime, execute_run
 from detangle.sweep.local import BLOCKED, pending_runs
 from detangle.sweep.state import DONE, FAILED, RUNNING, record_error, run_state
 from detangle.sweep.study import RunSpec, Study
@@ -75,7 +75,7 @@ def make_executor(folder: Path, options: SlurmOptions, name: str):
     """A submitit ``SlurmExecutor`` writing its logs and pickles under ``folder``."""
     import submitit
 
-    executor = submitit.SlurmExecutor(folder=str(folder / "%A_%a"), max_num_timeout=0)
+    executor = submitit.SlurmExecutor(folder=str(folder / "%j"), max_num_timeout=0)
     params = dict(
         job_name=f"detangle-{name}",
         time=options.time_min,
@@ -93,20 +93,24 @@ def make_executor(folder: Path, options: SlurmOptions, name: str):
     return executor
 
 
-def _slurm_job(spec: dict, out: str, threads: int, dispatch: Dispatch | None) -> str:
+def _slurm_job(spec: dict, out: str, runtime: Runtime, dispatch: Dispatch | None) -> str:
     """Body of one array element; re-raises so Slurm records the job as FAILED."""
-    return execute_run(spec, out, threads=threads, dispatch=dispatch, reraise=True)
+    return execute_run(spec, out, runtime=runtime, dispatch=dispatch, reraise=True)
 
 
 def run_slurm(
     study: Study,
     options: SlurmOptions,
     *,
+    runtime: Runtime | None = None,
     dispatch: Dispatch | None = None,
     retry_failed: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, str]:
-    """Submit every run of ``study`` that is not done, wave by wave; return final states by id."""
+    """Submit every run of ``study`` that is not done, wave by wave; return final states by id.
+
+    Each run gets ``options.cpus_per_task`` threads (``runtime.threads`` is set to it)."""
+    runtime = dataclasses.replace(runtime or Runtime(), threads=options.cpus_per_task)
     folder = (study.out / ".submitit").resolve()
     out = str(study.out.resolve())
     attempted: set[str] = set()
@@ -125,7 +129,7 @@ def run_slurm(
         executor = make_executor(folder, options, study.name)
         specs = [r.to_dict() for r in ready]
         jobs = executor.map_array(
-            _slurm_job, specs, [out] * len(ready), [options.cpus_per_task] * len(ready), [dispatch] * len(ready)
+            _slurm_job, specs, [out] * len(ready), [runtime] * len(ready), [dispatch] * len(ready)
         )
         if jobs:
             log(f"  array job {jobs[0].job_id.split('_')[0]}")

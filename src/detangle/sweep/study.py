@@ -11,14 +11,16 @@ grid as data; :func:`expand` turns it into :class:`RunSpec` objects, each with
   a new folder (old results are never mistaken for new ones),
 * a run folder ``sources/<name>.<id8>`` or ``transfers/<name>.<id8>`` under the study's output,
 * its dependencies: a transfer depends on the source run it starts from (its config embeds the
-  source's id, so a changed source changes every transfer id downstream).
+  source's id, so a changed source changes every transfer id downstream). A transfer fine-tunes
+  with its source model's seed and, unless the study says otherwise, its β (the reference code
+  silently forced β = 1 and seed 0; PAPER.md, pitfalls).
 
 Format (keys not listed raise ``ValueError`` naming the valid ones)::
 
     name: quick
     defaults:                      # shared by every source (any source key)
       method: gvae-labels
-    evaluation: {n_samples: 15008}
+    evaluation: {n_samples: 15008, metrics: null}   # null: every metric
     sources:
       - name: color-dsprites       # experiment name that transfers refer to
         dataset: color-dsprites
@@ -37,12 +39,14 @@ Format (keys not listed raise ``ValueError`` naming the valid ones)::
         targets: [noisy-color-dsprites, shapes3d]
         finetune_steps: 50000
         finetune: all              # all | encoder | decoder | none
+        beta: null                 # fine-tuning β; null: the source model's β
         batch_size: 64
         lr: 1.0e-4
-    smoke: {steps: 20, warmup: 0, finetune_steps: 10, n_samples: 64, batch_size: 8}
+    smoke: {steps: 8, warmup: 0, finetune_steps: 4, batch_size: 8, n_samples: 240,
+            metrics: [omes, dci, mig, downstream]}
 
-``--smoke`` replaces steps, warm-up, fine-tuning steps, batch size and evaluation size by the
-``smoke`` section's values (defaults in :data:`SMOKE_DEFAULTS`) so every run takes seconds.
+``--smoke`` replaces steps, warm-up, fine-tuning steps, batch size, evaluation size and metrics
+by the ``smoke`` section's values (defaults in :data:`SMOKE_DEFAULTS`) so every run takes seconds.
 """
 
 from __future__ import annotations
@@ -75,12 +79,20 @@ TRANSFER_KEYS = {
     "targets": None,
     "finetune_steps": 50_000,
     "finetune": "all",
+    "beta": None,  # None: the source's β
     "batch_size": 64,
     "lr": 1e-4,
     "set": {},
 }
-EVALUATION_KEYS = {"n_samples": 15_008}
-SMOKE_DEFAULTS = {"steps": 20, "warmup": 0, "finetune_steps": 10, "n_samples": 64, "batch_size": 8}
+EVALUATION_KEYS = {"n_samples": 15_008, "metrics": None}
+SMOKE_DEFAULTS = {
+    "steps": 8,
+    "warmup": 0,
+    "finetune_steps": 4,
+    "batch_size": 8,
+    "n_samples": 240,
+    "metrics": ["omes", "dci", "mig", "downstream"],
+}
 STUDY_KEYS = {"name", "description", "defaults", "evaluation", "sources", "transfers", "smoke"}
 FINETUNE_CHOICES = ("all", "encoder", "decoder", "none")
 
@@ -175,7 +187,7 @@ def expand(data: dict, *, smoke: bool = False) -> list[RunSpec]:
     smoke_values = {**SMOKE_DEFAULTS, **(data.get("smoke") or {})}
     _check_keys("smoke", smoke_values, set(SMOKE_DEFAULTS))
     if smoke:
-        evaluation["n_samples"] = smoke_values["n_samples"]
+        evaluation.update(n_samples=smoke_values["n_samples"], metrics=smoke_values["metrics"])
 
     sources = data.get("sources") or []
     if not isinstance(sources, list) or not sources:
@@ -247,7 +259,7 @@ def expand(data: dict, *, smoke: bool = False) -> list[RunSpec]:
                     "source_id": source.id,
                     "source_dataset": source.config["dataset"],
                     "target": target,
-                    "beta": source.config["beta"],
+                    "beta": source.config["beta"] if tr["beta"] is None else _betas(where, tr["beta"])[0],
                     "seed": source.config["seed"],
                     "finetune_steps": _positive_int(where, "finetune_steps", tr["finetune_steps"], zero_ok=True),
                     "finetune": tr["finetune"],
