@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from detangle.methods import build_method
 from detangle.models import build_model
 from detangle.train import prepare
+from detangle.train.batches import draw_batch
 
 
 class _Blobs:
@@ -130,7 +131,7 @@ def measure(arch, dataset, setting, batch, rounds, steps, fused, compile_):
     channels = dataset.image_shape[0]
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else _null
     rng = np.random.default_rng(0)
-    premade = prepare.to_device(prepare.draw_batch(dataset, True, batch, rng, 1), torch.device("cpu"), channels_last)
+    premade = prepare.to_device(draw_batch(dataset, True, batch, rng, 1), torch.device("cpu"), channels_last)
     method = build_method("ada-gvae")
     loops = {}
     mb, ob = make(arch, channels, precision, channels_last, fused, compile_)
@@ -143,7 +144,7 @@ def measure(arch, dataset, setting, batch, rounds, steps, fused, compile_):
     gf = torch.Generator().manual_seed(0)
 
     def full():
-        arrays = prepare.draw_batch(dataset, True, batch, rng, 1)
+        arrays = draw_batch(dataset, True, batch, rng, 1)
         b = prepare.to_device(arrays, torch.device("cpu"), channels_last)
         return method.training_step(mf, of, b, 0, gf, 1.0, precision)
 

@@ -127,6 +127,13 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
     assert not all(torch.equal(weights(a)[k], weights(c)[k]) for k in weights(a))
 
 
+def test_prefetching_thread_draws_the_same_batches(tmp_path):
+    a = train(small_config(4), tmp_path / "a", dataset=Squares(), progress=False)
+    b = train(small_config(4, run__prefetch=False), tmp_path / "b", dataset=Squares(), progress=False)
+    assert_same_state(a, b)
+    assert load_checkpoint(a).numpy_rng == load_checkpoint(b).numpy_rng
+
+
 def test_stopped_at_half_and_resumed_is_bitwise_identical(tmp_path):
     full = train(small_config(8), tmp_path / "full", dataset=Squares(), progress=False)
     half = train(small_config(4), tmp_path / "half", dataset=Squares(), progress=False)
@@ -265,3 +272,12 @@ def test_a_weights_only_checkpoint_cannot_be_resumed(tmp_path):
     save(small_config(1), run / "config.json")
     with pytest.raises(CheckpointError, match="holds weights only"):
         train(small_config(3), run, dataset=Squares(), resume=True, progress=False)
+
+
+def test_a_failing_renderer_stops_training_with_its_error(tmp_path):
+    class Broken(Squares):
+        def images(self, factors, rng=None):
+            raise ValueError("broken renderer")
+
+    with pytest.raises(ValueError, match="broken renderer"):
+        train(small_config(3), tmp_path / "b", dataset=Broken(), progress=False)

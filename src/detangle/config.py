@@ -177,6 +177,8 @@ class RunConfig:
     threads: int | None = None
     log_every: int = 100
     checkpoint_every: int = 1000
+    #: render the next batch in a background thread while the network trains (same batches)
+    prefetch: bool = True
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The training loop: plain PyTorch, step-based, readable top to bottom (DESIGN.md principle 6).
 
 One step = draw a batch from the dataset with the run's NumPy generator (pairs for the
-weakly-supervised methods, single images for β-VAE), then the method's template step (loss,
-backward, optional clipping, Adam). Every ``log_every`` steps a line goes to ``log.jsonl``; every
+weakly-supervised methods, single images for β-VAE; rendered one step ahead in a background
+thread, see :mod:`detangle.train.batches`), then the method's template step (loss, backward,
+optional clipping, Adam). Every ``log_every`` steps a line goes to ``log.jsonl``; every
 ``checkpoint_every`` steps and at the end a checkpoint is written atomically. Because weights,
 optimiser, step and both generators are saved, a resumed run continues bit for bit (on CPU).
 
@@ -22,6 +23,7 @@ from detangle.config import TrainConfig, save
 from detangle.methods.base import NonFiniteLossError
 from detangle.train import checkpoint as ckpt
 from detangle.train import prepare
+from detangle.train.batches import batch_stream
 from detangle.train.logging import Progress, RunLog
 
 
@@ -88,10 +90,10 @@ def train(
             "latent_dim": cfg.model.latent_dim, "device": str(device), "precision": precision,
             "torch": torch.__version__}
 
-    def save_checkpoint(at_step: int) -> None:
+    def save_checkpoint(at_step: int, data_rng_state: dict) -> None:
         ckpt.save_checkpoint(run_dir, ckpt.TrainingState(
             step=at_step, model=model.state_dict(), optimizer=optimizer.state_dict(),
-            torch_rng=noise.get_state(), numpy_rng=ckpt.numpy_rng_state(data_rng), info=info))
+            torch_rng=noise.get_state(), numpy_rng=data_rng_state, info=info))
 
     save(cfg, run_dir / "config.json")
     log = RunLog(run_dir, keep_until=step)
@@ -100,10 +102,10 @@ def train(
     last_checkpoint = state.step if state is not None else None
 
     # --- the loop
+    stream = batch_stream(dataset, method.uses_pairs, cfg.optim.batch_size, data_rng, cfg.data.k,
+                          count=max(cfg.run.steps - step, 0), prefetch=cfg.run.prefetch)
     try:
-        while step < cfg.run.steps:
-            arrays = prepare.draw_batch(dataset, method.uses_pairs, cfg.optim.batch_size,
-                                        data_rng, cfg.data.k)
+        for arrays, data_rng_state in stream:
             batch = prepare.to_device(arrays, device, channels_last)
             try:
                 terms = method.training_step(model, optimizer, batch, step, noise,
@@ -126,13 +128,14 @@ def train(
                 log.write(record)
                 totals[:], last_time, last_step = 0.0, now, step
             if step % cfg.run.checkpoint_every == 0 or step == cfg.run.steps:
-                save_checkpoint(step)
+                save_checkpoint(step, data_rng_state)  # the data stream as of this step
                 last_checkpoint = step
             bar.update(step, cfg.run.steps, record)
     finally:
+        stream.close()
         bar.close()
     if state is None and cfg.run.steps == 0:
-        save_checkpoint(0)  # a zero-step run still leaves a loadable (untrained) model
+        save_checkpoint(0, ckpt.numpy_rng_state(data_rng))  # a zero-step run still leaves a loadable (untrained) model
     return run_dir
 
 

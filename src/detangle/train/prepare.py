@@ -19,7 +19,7 @@ from detangle.methods.base import Batch
 
 #: run settings that may change when a run is resumed (the rest must match the saved config)
 RESUMABLE_CHANGES = ("run.steps", "run.log_every", "run.checkpoint_every", "run.threads",
-                     "run.device", "run.precision")
+                     "run.device", "run.precision", "run.prefetch")
 
 
 class RunExistsError(DetangleError, FileExistsError):
@@ -141,16 +141,6 @@ def trainable_parameters(model, which: str) -> list[torch.nn.Parameter]:
         module.eval()
         module.requires_grad_(False)
     return [p for m in train for p in m.parameters()]
-
-
-def draw_batch(dataset, pairs: bool, n: int, rng: np.random.Generator, k: int) -> dict:
-    """One batch as NumPy arrays: ``n`` pairs (weak supervision) or ``n`` single images."""
-    if pairs:
-        from detangle.data.pairs import sample_pairs
-
-        p = sample_pairs(dataset, n, rng, k=k)
-        return {"x1": p.x1, "x2": p.x2, "changed": p.changed}
-    return {"x1": dataset.images(dataset.sample_factors(n, rng), rng)}
 
 
 def to_device(arrays: dict, device: torch.device, channels_last: bool) -> Batch:
