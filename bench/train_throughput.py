@@ -6,7 +6,9 @@ them alike:
 
   (b) plain  - a minimal PyTorch loop of the same network and loss on pre-made tensors;
   (a0) step  - detangle's template step (Method.training_step) on the same pre-made tensors;
-  (a) full   - detangle's full step: pair rendering from the dataset, transfer, template step.
+  (a) full   - detangle's full step: pair rendering from the dataset (one batch ahead in a
+               background thread, as the training loop does; --no-prefetch renders inline),
+               transfer, template step.
 
 Printed per row: median images/s of each, the ratios a0/b (framework overhead; target >= 0.95)
 and a/b (with data; target >= 0.85), the speed-up of (a) over the fp32 plain loop (target >= 2x)
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 from detangle.methods import build_method
 from detangle.models import build_model
 from detangle.train import prepare
-from detangle.train.batches import draw_batch
+from detangle.train.batches import batch_stream, draw_batch
 
 
 class _Blobs:
@@ -125,7 +127,7 @@ class _null:
         return False
 
 
-def measure(arch, dataset, setting, batch, rounds, steps, fused, compile_):
+def measure(arch, dataset, setting, batch, rounds, steps, fused, compile_, prefetch=True):
     precision = "bf16" if setting.startswith("bf16") else "fp32"
     channels_last = setting.endswith("+cl")
     channels = dataset.image_shape[0]
@@ -143,8 +145,10 @@ def measure(arch, dataset, setting, batch, rounds, steps, fused, compile_):
     mf, of = make(arch, channels, precision, channels_last, fused, compile_)
     gf = torch.Generator().manual_seed(0)
 
+    stream = batch_stream(dataset, True, batch, rng, 1, count=10**9, prefetch=prefetch)
+
     def full():
-        arrays = draw_batch(dataset, True, batch, rng, 1)
+        arrays, _ = next(stream)
         b = prepare.to_device(arrays, torch.device("cpu"), channels_last)
         return method.training_step(mf, of, b, 0, gf, 1.0, precision)
 
@@ -160,6 +164,7 @@ def measure(arch, dataset, setting, batch, rounds, steps, fused, compile_):
                 fn()
             times[name].append((time.perf_counter() - t) / steps)
     images = 2 * batch
+    stream.close()
     return {k: images / statistics.median(v) for k, v in times.items()}
 
 
@@ -174,6 +179,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--steps", type=int, default=5, help="steps per round and loop")
     p.add_argument("--fused", action="store_true", help="fused Adam")
+    p.add_argument("--no-prefetch", action="store_true", help="render batches in the main thread")
     p.add_argument("--compile", action="store_true", help="torch.compile encode/decode")
     p.add_argument("--quick", action="store_true", help="seconds-long check that the script works")
     p.add_argument("--json", help="also write the rows to this JSON file")
@@ -194,10 +200,12 @@ def main(argv=None) -> int:
             flops = flops_per_step(arch, dataset.image_shape[0], 2 * batch)
             base = None
             for setting in args.settings.split(","):
-                r = measure(arch, dataset, setting, batch, args.rounds, args.steps, args.fused, args.compile)
+                r = measure(arch, dataset, setting, batch, args.rounds, args.steps, args.fused, args.compile,
+                            not args.no_prefetch)
                 if setting == "fp32":
                     base = r["plain"]
                 row = {"arch": arch, "batch_pairs": batch, "setting": setting, "fused": args.fused,
+                       "prefetch": not args.no_prefetch,
                        "compile": args.compile, "threads": torch.get_num_threads(),
                        "images_per_s": r, "ratio_step": r["step"] / r["plain"],
                        "ratio_full": r["full"] / r["plain"],
