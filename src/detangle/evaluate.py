@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,8 @@ class EvalSettings:
     bootstrap: int = 0
     batch_size: int = 256
     figures: bool = True
+    #: threads for the classifiers of the metrics (None: the metrics' own default)
+    n_jobs: int | None = None
 
 
 @dataclass
@@ -181,10 +185,17 @@ def evaluate_model(model, dataset, folder: str | Path, info: EvalInfo,
     mean, sampled, factors = encode_dataset(model, dataset, settings.n, settings.seed,
                                             batch_size=settings.batch_size)
     save_representations(folder, mean, sampled, factors, names)
-    flat, details = compute_metrics(
-        mean, factors, metrics=settings.metrics, factor_names=names, backend=settings.backend,
-        seed=settings.seed, train_fraction=settings.train_fraction, bootstrap=settings.bootstrap,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        flat, details = compute_metrics(
+            mean, factors, metrics=settings.metrics, factor_names=names, backend=settings.backend,
+            seed=settings.seed, train_fraction=settings.train_fraction,
+            bootstrap=settings.bootstrap, n_jobs=settings.n_jobs,
+        )
+    notes = sorted({str(w.message) for w in caught})
+    if notes:  # one line on the console; every message kept in results.json
+        print(f"note: {dataset.name}: {len(notes)} metric warning(s), listed in "
+              f"{folder / 'results.json'}; first: {notes[0]}", file=sys.stderr)
     omes = omes_block(details, names)
     figs = {}
     if settings.figures:
@@ -202,6 +213,7 @@ def evaluate_model(model, dataset, folder: str | Path, info: EvalInfo,
         "omes": omes,
         "figures": figs,
         "log": info.log,
+        "warnings": notes,
         "meta": {"versions": versions(), "backend": settings.backend, "seed": settings.seed,
                  "train_fraction": settings.train_fraction, "n": int(settings.n),
                  "elapsed_s": round(time.perf_counter() - start, 3),
@@ -239,6 +251,7 @@ def evaluate_source(run_dir: str | Path, settings: EvalSettings | None = None, *
     if floor:
         untrained_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=None))
         untrained = build_network(untrained_cfg, model.in_channels, seeds(cfg.run.seed)["init"])
+        floor_settings = dataclasses.replace(settings or EvalSettings(), figures=False)
         out["floor"] = evaluate_model(untrained, dataset, run_dir / "floor",
-                                      EvalInfo("floor", {**info, "steps": 0}), settings)
+                                      EvalInfo("floor", {**info, "steps": 0}), floor_settings)
     return out

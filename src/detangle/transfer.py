@@ -47,7 +47,8 @@ from detangle.io import read_json, write_json
 
 FINETUNE_MODES = ("all", "encoder", "decoder", "none")
 #: settings that may change between a run and its re-run without changing any result
-RUNTIME_FIELDS = ("device", "precision", "threads", "log_every", "data_root")
+RUNTIME_FIELDS = ("device", "precision", "threads", "log_every", "data_root", "eval.n_jobs",
+                  "eval.batch_size")
 
 
 class SourceRunError(DetangleError):
@@ -265,11 +266,21 @@ class TransferConfig:
         return dataclasses.replace(self, beta=1.0, seed=0, finetune="all" if self.finetune != "none" else "none")
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def _check_same_config(out: Path, cfg: TransferConfig) -> None:
     path = out / "transfer.json"
     if not path.is_file():
         return
-    saved, given = read_json(path).get("config", {}), to_dict(cfg)
+    saved, given = _flat(read_json(path).get("config", {})), _flat(to_dict(cfg))
     diffs = [f"{k} (saved {saved.get(k)!r}, given {given[k]!r})" for k in given
              if k not in RUNTIME_FIELDS and saved.get(k) != given[k]]
     if diffs:

@@ -114,8 +114,8 @@ def smoke(preset: Preset) -> Preset:
                                    seeds=preset.source.seeds[:1], steps=8, batch_size=8,
                                    warmup_steps=0)
     p.finetune = dataclasses.replace(preset.finetune, steps=4, batch_size=8)
-    p.eval = dataclasses.replace(preset.eval, n=240, metrics=("omes", "dci", "mig", "downstream"),
-                                 backend="fast", batch_size=120)
+    p.eval = dataclasses.replace(preset.eval, n=160, metrics=("omes", "dci", "mig", "downstream"),
+                                 backend="fast", batch_size=160)
     p.run = dataclasses.replace(preset.run, log_every=2, precision="fp32")
     return p
 
@@ -183,6 +183,8 @@ def run_job(preset: Preset, out: str | Path, *, data_root: str | None = None,
     def say(text: str) -> None:
         print(text, file=stream, flush=True)
 
+    if threads is not None:  # the metrics' classifiers share the thread budget too
+        preset = dataclasses.replace(preset, eval=dataclasses.replace(preset.eval, n_jobs=threads))
     write_json(out / "run.json", {"preset": to_dict(preset), "data_root": data_root})
     targets = [(t, None) for t in preset.targets] + find_real_targets(preset, data_root, say)
     runs = [(b, s) for b in preset.source.betas for s in preset.source.seeds]

@@ -86,7 +86,7 @@ def _read_log(path: Path | None) -> list[dict]:
 
 
 def _slug(text: str) -> str:
-    keep = [c if c.isalnum() else "-" for c in text.lower()]
+    keep = [c if c.isascii() and c.isalnum() else "-" for c in text.lower()]
     return "-".join(p for p in "".join(keep).split("-") if p)[:80]
 
 
