@@ -281,3 +281,33 @@ def test_a_failing_renderer_stops_training_with_its_error(tmp_path):
 
     with pytest.raises(ValueError, match="broken renderer"):
         train(small_config(3), tmp_path / "b", dataset=Broken(), progress=False)
+
+
+def test_device_precision_and_seed_resolution():
+    from detangle.train import prepare
+
+    cpu = torch.device("cpu")
+    assert prepare.resolve_precision("fp32", cpu) == "fp32"
+    expected = "bf16" if prepare.cpu_has_fast_bf16() else "fp32"
+    assert prepare.resolve_precision("auto", cpu) == expected
+    assert prepare.use_channels_last(cpu, "fp32")
+    assert not prepare.use_channels_last(torch.device("cuda"), "fp32")
+    if not torch.cuda.is_available():
+        assert prepare.resolve_device("auto") == cpu
+        with pytest.raises(ValueError, match="sees no CUDA device"):
+            prepare.resolve_device("cuda")
+    s0, s1 = prepare.seeds(0), prepare.seeds(1)
+    assert s0 == prepare.seeds(0) and len(set(s0.values())) == 3
+    assert all(s0[k] != s1[k] for k in s0)
+
+
+def test_decoder_only_fine_tuning_freezes_the_encoder_in_eval_mode():
+    from detangle.models import build_model
+    from detangle.train.prepare import trainable_parameters
+
+    model = build_model("paper", 1, 4).train()
+    params = trainable_parameters(model, "decoder")
+    assert {id(p) for p in params} == {id(p) for n, p in model.named_parameters()
+                                       if n.startswith("decoder")}
+    assert not model.encoder.training and model.decoder.training
+    assert not any(p.requires_grad for p in model.fc_mu.parameters())

@@ -134,8 +134,8 @@ def train(
     finally:
         stream.close()
         bar.close()
-    if state is None and cfg.run.steps == 0:
-        save_checkpoint(0, ckpt.numpy_rng_state(data_rng))  # a zero-step run still leaves a loadable (untrained) model
+    if state is None and cfg.run.steps == 0:  # a zero-step run leaves a loadable untrained model
+        save_checkpoint(0, ckpt.numpy_rng_state(data_rng))
     return run_dir
 
 
