@@ -85,7 +85,8 @@ def fabricate(root, seeds=(0, 1), zero_shot=None, gain=0.1):
                _metrics(SRC_FACTORS, 0.3, 0.05, 0.03), s, figures=False)
         for target, factors in TARGETS.items():
             t = {"source_dataset": "color-dsprites", "target": target, "finetune": "all",
-                 "compat": False, "seed": s, "eval_split": "held-out combinations", "steps": 10}
+                 "compat": False, "seed": s, "eval_split": "held-out combinations", "steps": 10,
+                 "channel_rule": "3->1: test rule" if target == "coins-augmented" else None}
             z = zero_shot[target]
             tr = root / f"transfer-{target}-s{s}"
             _write(tr / "before", "before", target, factors, _metrics(factors, 0.5, z, z), s, t)
@@ -188,6 +189,7 @@ def test_build_report_writes_every_file(tmp_path):
     assert any(s.endswith("-relation.png") for s in shown)
     assert len(images) == len(rep.figures)
     assert "holds" in text and "0.50 ± 0.00 (+0.10 ± 0.00)" in text
+    assert text.count("Channels adapted (3-&gt;1: test rule)") == 1
     md = rep.markdown.read_text()
     assert "| code | coin | rotation | scale | All |" in md
     rows = list(csv.DictReader(rep.csv.open()))

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detangle.config import from_dict, to_dict
+from detangle.config import to_dict
 from detangle.data.base import FactorDataset
 from detangle.errors import DetangleError
 from detangle.evaluate import EvalInfo, EvalSettings, evaluate_model, is_complete
@@ -386,7 +386,8 @@ def _finetune_config(cfg: TransferConfig, src_cfg, init_from: Path):
     ).validate()
 
 
-def _finetune(cfg: TransferConfig, src_cfg, init_from: Path, out: Path, train_set, progress) -> Path:
+def _finetune(cfg: TransferConfig, src_cfg, init_from: Path, out: Path, train_set,
+              progress: StageProgress) -> Path:
     """Fine-tune into ``out/finetune``; skip when finished, resume when interrupted."""
     from detangle.config import save
     from detangle.train import train
@@ -405,7 +406,10 @@ def _finetune(cfg: TransferConfig, src_cfg, init_from: Path, out: Path, train_se
             save(tcfg, run_dir / "config.json")
             save_checkpoint(run_dir, state)
             have = True
-    if have and load_checkpoint(run_dir).step >= tcfg.run.steps:
+    done = have and load_checkpoint(run_dir).step >= tcfg.run.steps
+    progress.stage(f"fine-tuning ({cfg.finetune}, {cfg.steps} steps, β={cfg.beta:g}, seed {cfg.seed})"
+                   + (" (skipped: done)" if done else " (resumed)" if have and not cfg.compat else ""))
+    if done:
         return run_dir
     return train(tcfg, run_dir, resume=have, progress=progress, dataset=train_set)
 
@@ -456,7 +460,6 @@ def transfer(cfg: TransferConfig, out_dir: str | Path, *,
         return {"before": before, "after": None}
 
     init_from = _init_folder(adapted, src_cfg, source, out, int(model.in_channels))
-    progress.stage(f"fine-tuning ({cfg.finetune}, {cfg.steps} steps, β={cfg.beta:g}, seed {cfg.seed})")
     run_dir = _finetune(cfg, src_cfg, init_from, out, train_set, progress)
     progress.stage("evaluation after fine-tuning" + (" (skipped: done)" if is_complete(out / "after") else ""))
     tuned, _ = load_run(run_dir, device="cpu")
@@ -465,7 +468,4 @@ def transfer(cfg: TransferConfig, out_dir: str | Path, *,
                            cfg.eval)
     return {"before": before, "after": after}
 
-
-def load_config(path: str | Path) -> TransferConfig:
-    return from_dict(TransferConfig, read_json(path))
 

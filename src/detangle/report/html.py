@@ -174,6 +174,8 @@ _VERDICT_CLASS = {"holds": "holds", "partly holds": "partly", "does not hold": "
 def _group_note(g: TransferGroup) -> str:
     seeds = len(g.before)
     note = f"{seeds} seed{'s' if seeds != 1 else ''}; evaluation images: {g.eval_split}."
+    if g.channel_rule:
+        note += f" Channels adapted ({g.channel_rule})."
     if g.compat:
         note += (" --compat: reproduces the reference code (β = 1, seed 0, the source's optimiser"
                  " state) and evaluates on the images fine-tuning trained on.")

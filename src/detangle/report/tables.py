@@ -89,6 +89,7 @@ class TransferGroup:
     compat: bool
     eval_split: str
     factor_names: list[str]
+    channel_rule: str | None = None
     before: dict[tuple, Result] = field(default_factory=dict)
     after: dict[tuple, Result] = field(default_factory=dict)
 
@@ -146,6 +147,7 @@ def transfer_groups(results: list[Result]) -> list[TransferGroup]:
                 compat=key[3],
                 eval_split=t.get("eval_split", "?"),
                 factor_names=r.factor_names,
+                channel_rule=t.get("channel_rule"),
             )
         getattr(groups[key], r.kind)[r.replicate()] = r
     return [groups[k] for k in sorted(groups)]
