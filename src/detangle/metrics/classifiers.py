@@ -89,14 +89,18 @@ class TorchMLP:
 
     Same architecture and loss as the reference ``MLPClassifier`` (Glorot-uniform weights,
     Adam, L2 α = 1e-4), but mini-batches of 512 with learning rate 3e-3 for 12 epochs instead
-    of batches of 200 for up to 200 epochs: a fixed budget ~25x smaller. On well-separated codes
+    of batches of 200 for up to 200 epochs (and at least 120 steps on small tables): a fixed
+    budget ~25x smaller. On well-separated codes
     the accuracies agree with the reference within 0.01; on codes where the reference MLP
     overfits (noisy codes, 200 epochs) this one generalises better and can score a few points
     higher. The caller fits factors in parallel.
     """
 
-    def __init__(self, hidden=(256, 256), *, epochs=12, batch_size=512, lr=3e-3, alpha=1e-4, seed=0):
+    def __init__(
+        self, hidden=(256, 256), *, epochs=12, min_steps=120, batch_size=512, lr=3e-3, alpha=1e-4, seed=0
+    ):
         self.hidden, self.epochs, self.batch_size = tuple(hidden), epochs, batch_size
+        self.min_steps = min_steps
         self.lr, self.alpha, self.seed = lr, alpha, seed
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "TorchMLP":
@@ -121,7 +125,10 @@ class TorchMLP:
         weights = [p for n, p in self.net.named_parameters() if n.endswith("weight")]
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         n = len(data)
-        for _ in range(self.epochs):
+        # a fixed epoch count starves small tables of updates: insist on min_steps steps too
+        steps_per_epoch = -(-n // self.batch_size)
+        epochs = max(self.epochs, -(-self.min_steps // steps_per_epoch))
+        for _ in range(epochs):
             perm = torch.randperm(n, generator=gen)
             for start in range(0, n, self.batch_size):
                 idx = perm[start : start + self.batch_size]

@@ -21,8 +21,10 @@ from detangle.metrics._common import (
 )
 
 
-def mig(codes, factors, *, factor_names=None, num_bins: int = 20) -> MetricResult:
+def mig(codes, factors, *, factor_names=None, num_bins: int = 20, random_state=None) -> MetricResult:
     """MIG of ``codes`` [N, D] for integer ``factors`` [N, K]. Key ``mig.score``.
+
+    Deterministic; ``random_state`` is accepted (and unused) for the common metric signature.
 
     ``details["mutual_information"]`` is I [D, K]. With a single code dimension the gap is
     I₁ − 0 (there is no second dimension to compete).

@@ -76,11 +76,13 @@ def modularity(
     train_fraction: float = DEFAULT_TRAIN_FRACTION,
     num_bins: int = 20,
     n_jobs: int | None = 1,
+    random_state=None,
 ) -> MetricResult:
     """Modularity and explicitness of ``codes`` [N, D] for integer ``factors`` [N, K].
 
     Keys ``modularity.score``, ``explicitness.score_train``, ``explicitness.score_test``.
-    LogisticRegression (lbfgs) is deterministic: no random state is needed.
+    LogisticRegression (lbfgs) is deterministic: no random state is needed
+    (``random_state`` is accepted for the common signature).
     """
     inputs = check_inputs(codes, factors, factor_names)
     codes, factors = inputs.codes.astype(np.float64), inputs.factors

@@ -42,11 +42,12 @@ def sap(
     factor_names=None,
     train_fraction: float = DEFAULT_TRAIN_FRACTION,
     n_jobs: int | None = 1,
+    random_state=None,
 ) -> MetricResult:
     """SAP of ``codes`` [N, D] for integer ``factors`` [N, K]. Key ``sap.score``.
 
     ``details["score_matrix"]`` is S [D, K]. LinearSVC (liblinear) is deterministic, so no
-    random state is needed; ``n_jobs`` fits the D·K classifiers on threads.
+    random state is needed (``random_state`` is accepted for the common signature); ``n_jobs`` fits the D·K classifiers on threads.
     """
     inputs = check_inputs(codes, factors, factor_names)
     codes, factors = inputs.codes, inputs.factors
