@@ -109,11 +109,12 @@ def make(arch, channels, precision, channels_last, fused, compile_):
     return model, opt
 
 
-def flops_per_step(arch, channels, batch):
+def flops_per_step(arch, channels, pairs):
+    """FLOPs of one plain training step (forward + backward) on ``pairs`` pairs."""
     from torch.utils.flop_counter import FlopCounterMode
 
     model, opt = make(arch, channels, "fp32", False, False, False)
-    x = torch.rand(batch, channels, 64, 64)
+    x = torch.rand(pairs, channels, 64, 64)
     with FlopCounterMode(display=False) as counter:
         plain_step(model, opt, x, x.clone(), torch.Generator().manual_seed(0), _null, 1.0)
     return counter.get_total_flops()
@@ -197,7 +198,7 @@ def main(argv=None) -> int:
     rows = []
     for arch in args.archs.split(","):
         for batch in map(int, args.batches.split(",")):
-            flops = flops_per_step(arch, dataset.image_shape[0], 2 * batch)
+            flops = flops_per_step(arch, dataset.image_shape[0], batch)
             base = None
             for setting in args.settings.split(","):
                 r = measure(arch, dataset, setting, batch, args.rounds, args.steps, args.fused, args.compile,
