@@ -130,14 +130,15 @@ def test_source_table_shows_floor(tmp_path):
 
 def test_findings_verdicts_follow_the_numbers(tmp_path):
     results = collect_results(fabricate(tmp_path / "a"))
-    f1, f2 = findings(transfer_groups(results), source_groups(results))
+    f0, f1, f2 = findings(transfer_groups(results), source_groups(results))
+    assert f0.verdict == "holds" and "DCI-D 0.71 ± 0.01 (untrained 0.03 ± 0.00)" in f0.evidence[0]
     assert f1.verdict == "holds" and len(f1.evidence) == 3
     assert f2.verdict == "holds"
     # the opposite numbers flip both verdicts
     bad = collect_results(fabricate(tmp_path / "b", gain=-0.1,
                                     zero_shot={"noisy-color-dsprites": 0.1, "shapes3d": 0.3,
                                                "coins-augmented": 0.4}))
-    f1, f2 = findings(transfer_groups(bad), source_groups(bad))
+    _, f1, f2 = findings(transfer_groups(bad), source_groups(bad))
     assert f1.verdict == "does not hold" and f2.verdict == "does not hold"
     assert shares_factors(SRC_FACTORS, TARGETS["noisy-color-dsprites"])
     assert not shares_factors(SRC_FACTORS, TARGETS["shapes3d"])
@@ -230,3 +231,15 @@ def test_figures_reject_bad_shapes():
         F.curves_figure({"a": [{"step": 1}]}, "t")
     assert F.traversal_label(3, {"shape": 3, "scale": None}) == "z3: shape"
     assert F.traversal_label(4, {"shape": 3}) == "z4: –"
+
+
+def test_source_that_did_not_learn_fails_the_floor_finding(tmp_path):
+    from detangle.report.findings import source_beats_floor
+
+    fabricate(tmp_path, seeds=(0,))
+    src, floor = tmp_path / "source-s0" / "eval" / "results.json", tmp_path / "source-s0" / "floor" / "results.json"
+    data = json.loads(floor.read_text())
+    data["metrics"] = json.loads(src.read_text())["metrics"]  # the "trained" model scores its floor
+    write_json(floor, data)
+    verdict = source_beats_floor(source_groups(collect_results(tmp_path)))
+    assert verdict.verdict == "does not hold" and len(verdict.evidence) == 2

@@ -32,6 +32,28 @@ def _verdict(n_true: int, n_total: int) -> str:
     return "partly holds" if n_true else "does not hold"
 
 
+#: how far above its untrained floor a source must score to count as having learned (absolute)
+FLOOR_MARGIN = 0.1
+
+
+def source_beats_floor(sources: list[SourceGroup]) -> Finding:
+    """Finding 0 (the premise of the paper, §4.1): weak supervision gives the source model a
+    disentangled code, i.e. DCI-D and MIG at least ``FLOOR_MARGIN`` above an untrained network
+    of the same architecture."""
+    claim = (f"Each source model learned a disentangled code: DCI-D and MIG at least "
+             f"{FLOOR_MARGIN:g} above an untrained network of the same architecture.")
+    evidence, n_true, n_total = [], 0, 0
+    for g in sources:
+        for label, key in (("DCI-D", "dci.disentanglement"), ("MIG", "mig.score")):
+            trained, floor = g.stat(key), g.stat(key, "floor")
+            if trained is None or floor is None:
+                continue
+            n_total += 1
+            n_true += trained.mean - floor.mean >= FLOOR_MARGIN
+            evidence.append(f"{g.source}: {label} {trained.text()} (untrained {floor.text()})")
+    return Finding(claim, _verdict(n_true, n_total), evidence)
+
+
 def finetuning_raises_accuracy(groups: list[TransferGroup]) -> Finding:
     """Finding 1: Δ of the mean GBT test accuracy (full code) is positive for every target."""
     claim = "Fine-tuning on the target raises the GBT accuracy of reading its factors (full code)."
@@ -110,4 +132,8 @@ def _retention(before: Stat | None, source: Stat | None) -> float | None:
 
 
 def findings(groups: list[TransferGroup], sources: list[SourceGroup]) -> list[Finding]:
-    return [finetuning_raises_accuracy(groups), shared_factors_transfer_better(groups, sources)]
+    return [
+        source_beats_floor(sources),
+        finetuning_raises_accuracy(groups),
+        shared_factors_transfer_better(groups, sources),
+    ]
