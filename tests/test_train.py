@@ -104,7 +104,7 @@ def test_200_step_run_on_dsprites_lowers_the_loss(tmp_path):
     cfg = small_config(200, optim__batch_size=8, run__log_every=10, run__checkpoint_every=200,
                        data__dataset="dsprites", model__latent_dim=10)
     log = read_log(train(cfg, tmp_path / "d", progress=False))
-    assert log[-1]["loss"] < 0.7 * log[0]["loss"], (log[0]["loss"], log[-1]["loss"])
+    assert log[-1]["loss"] < 0.4 * log[0]["loss"], (log[0]["loss"], log[-1]["loss"])  # seen: 0.14
 
 
 @pytest.mark.parametrize("method", ["beta-vae", "gvae-labels", "ada-ml-vae"])
