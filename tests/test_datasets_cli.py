@@ -98,3 +98,26 @@ def test_show_reads_the_original_file_with_root(tmp_path):
     out = tmp_path / "real.png"
     assert main(["datasets", "show", "dsprites", "--root", str(tmp_path), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_data_throughput_bench_quick(tmp_path):
+    """bench/data_throughput.py --quick runs end to end (in a subprocess: it pins threads)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "data_throughput.py"
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--quick", "dsprites", "color-dsprites", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())
+    assert [r["dataset"] for r in rows] == ["dsprites", "color-dsprites"]
+    assert all(r["images/s"] > 0 and r["pairs/s"] > 0 and r["cpu img/s"] > 0 for r in rows)
+    assert "images/s" in proc.stdout and "color-dsprites" in proc.stdout
+    bad = subprocess.run([sys.executable, str(bench), "--quick", "--root", "dsprites"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "NAME=DIR" in bad.stderr
