@@ -6,7 +6,8 @@
 # failed while every other run finishes. Every daemon is stopped on exit, whatever happens.
 #
 # Needs root and Debian 12 (apt-get reaches Debian's archive, or the packages are installed).
-# Usage:  scripts/slurm_local_test.sh            (PYTHON=path/to/python to pick the interpreter)
+# Usage:  scripts/slurm_local_test.sh     PYTHON=path/to/python picks the interpreter;
+#         SLURM_TEST_STUDY=file.yaml runs another study; KEEP_SLURM_TMP=1 keeps logs and runs.
 # Why accounting: submitit reads job states with sacct; without slurmdbd it waits forever on a
 # job that died without writing its result. Why timeout_min >= 2: submitit's time-out handling
 # needs the margin (the sweep refuses less).
@@ -72,7 +73,7 @@ cleanup() {
   done
   if [ "$KEEP" = 1 ] || [ $rc != 0 ]; then
     log "logs kept in $TMP/log"
-    [ $rc != 0 ] && tail -n 20 "$TMP"/log/*.log 2>/dev/null | sed 's/^/    /'
+    [ $rc != 0 ] && tail -n 15 "$TMP"/log/{slurmctld,slurmd,slurmdbd,sweep}.log 2>/dev/null | sed 's/^/    /'
   fi
   [ "$KEEP" = 1 ] || [ $rc != 0 ] || rm -rf "$TMP"
   log "$([ $rc = 0 ] && echo PASS || echo "FAILED (exit $rc)") after $(( $(date +%s) - T0 )) s"
@@ -184,7 +185,7 @@ log "slurm up: $(sinfo -h -o '%P %D %T %c cpus')"
 
 # --- 7. the sweep: quick.yaml plus one source that fails on purpose -------------------------------
 STUDY="$TMP/quick-with-failure.yaml"
-"$PYTHON" - "$REPO/experiments/quick.yaml" "$STUDY" <<'EOF'
+"$PYTHON" - "${SLURM_TEST_STUDY:-$REPO/experiments/quick.yaml}" "$STUDY" <<'EOF'
 import sys, yaml
 study = yaml.safe_load(open(sys.argv[1]))
 # a real-data source whose files are not on this machine: it fails when its job runs
@@ -196,7 +197,7 @@ OUT="$TMP/runs"
 log "detangle sweep run --executor slurm (smoke)"
 set +e
 ( cd "$TMP" && exec "$PYTHON" -m detangle sweep run "$STUDY" --smoke --out "$OUT" --executor slurm \
-    --slurm-time 5 --max-parallel 2 --threads 1 ) 2>&1 | tee "$TMP/log/sweep.log" | sed 's/^/    /'
+    --slurm-time 30 --max-parallel 2 --threads 1 ) 2>&1 | tee "$TMP/log/sweep.log" | sed 's/^/    /'
 SWEEP_RC=${PIPESTATUS[0]}
 set -e
 [ "$SWEEP_RC" = 1 ] || die "the sweep should exit 1 (one run failed), exited $SWEEP_RC"
@@ -221,12 +222,16 @@ print("    failed run's error:", err["type"], "-", err["message"][:120])
 EOF
 FAILED_JOB=$("$PYTHON" -c "import json,glob,sys; print(json.load(open(glob.glob(sys.argv[1])[0]))['slurm_job_id'])" \
   "$OUT/sources/missing-data.*/error.json")
-SACCT_STATE=$(sacct -n -X -P -j "$FAILED_JOB" -o State | head -1)
+SACCT_STATE=""
+for _ in $(seq 120); do  # the job may still be tearing down when the sweep has read its result
+  SACCT_STATE=$(sacct -n -X -P -j "$FAILED_JOB" -o State | head -1)
+  case "$SACCT_STATE" in PENDING|RUNNING|COMPLETING|"") sleep 0.5 ;; *) break ;; esac
+done
 log "sacct: job $FAILED_JOB is $SACCT_STATE"
 [ "$SACCT_STATE" = FAILED ] || die "Slurm should record the failing run's job as FAILED, found '$SACCT_STATE'"
 
 # re-running the same command submits nothing that is done (only the failed run is retried)
 ( cd "$TMP" && "$PYTHON" -m detangle sweep run "$STUDY" --smoke --out "$OUT" --executor slurm \
-    --slurm-time 5 --max-parallel 2 --threads 1 --no-retry-failed ) 2>&1 | tee "$TMP/log/sweep2.log" | sed 's/^/    /' || true
+    --slurm-time 30 --max-parallel 2 --threads 1 --no-retry-failed ) 2>&1 | tee "$TMP/log/sweep2.log" | sed 's/^/    /' || true
 grep -q "wave" "$TMP/log/sweep2.log" && die "the re-run submitted jobs although every runnable run was done"
 log "re-run submitted nothing"

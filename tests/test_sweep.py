@@ -357,3 +357,58 @@ def test_cli_plan_lists_the_papers_runs(capsys, tmp_path):
     out = capsys.readouterr().out
     assert out.count("todo") >= 6 and "color-dsprites--coins-augmented.b1.s1" in out
     assert main(["sweep", "plan", str(tmp_path / "nope.yaml")]) == 2
+
+
+def test_dataset_root_rule(tmp_path):
+    from detangle.sweep.execute import dataset_root
+
+    assert dataset_root("shapes3d", None) is None  # generated: no files needed
+    assert dataset_root("shapes3d", str(tmp_path)) is None  # ...unless a shapes3d folder is there
+    (tmp_path / "shapes3d").mkdir()
+    assert dataset_root("shapes3d", str(tmp_path)) == str(tmp_path / "shapes3d")
+    assert dataset_root("rgbd-objects", str(tmp_path)) == str(tmp_path)  # needs files: the root itself
+    with pytest.raises(ValueError, match="--data-root"):
+        dataset_root("rgbd-objects", None)
+
+
+# --- the real thing: `detangle sweep run experiments/quick.yaml --smoke`, killed and resumed -----
+
+
+@pytest.mark.slow
+def test_quick_smoke_sweep_killed_midway_resumes_and_aggregates(tmp_path):
+    from detangle.data.registry import available_datasets
+
+    needed = {"color-dsprites", "noisy-color-dsprites", "coins-augmented"}
+    if not needed <= set(available_datasets()):
+        pytest.skip(f"datasets of experiments/quick.yaml not importable yet: {needed - set(available_datasets())}")
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "detangle", "sweep", "run", str(QUICK), "--executor", "local",
+           "--workers", "2", "--smoke", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    study = load_study(QUICK, out, smoke=True)
+    folders = [out / r.folder for r in study.runs]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not any((f / st.DONE_FILE).exists() for f in folders) and time.time() < deadline:
+        assert proc.poll() is None, "the sweep ended before it could be interrupted"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {f: (f / st.DONE_FILE).read_text() for f in folders if (f / st.DONE_FILE).exists()}
+    assert 1 <= len(finished) < len(folders)
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{len(finished)} done, {len(folders) - len(finished)} to run" in rerun.stdout
+    assert all(st.run_state(f).state == st.DONE for f in folders)
+    assert all((f / st.DONE_FILE).read_text() == text for f, text in finished.items())  # not redone
+
+    assert main(["aggregate", str(out), "--no-report", "--n-boot", "200"]) == 0
+    import csv
+
+    rows = list(csv.DictReader((out / "aggregate.csv").open()))
+    transfer_rows = [r for r in rows if r["finetune"] == "all"]
+    assert {r["target"] for r in transfer_rows} == {"noisy-color-dsprites", "coins-augmented"}
+    assert {int(r["n"]) for r in transfer_rows} == {2}  # two seeds behind every mean ± std
+    assert " ± " in (out / "aggregate.md").read_text()

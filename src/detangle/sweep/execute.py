@@ -142,14 +142,26 @@ def eval_settings(config: dict):
 
 
 def dataset_root(name: str, data_root: str | None) -> str | None:
-    """Root folder for a *real* dataset: ``data_root/name`` when it exists, else ``data_root``.
-    Synthetic datasets are generated and get no root."""
+    """The ``root`` for dataset ``name``: ``data_root/name`` when that folder exists; else
+    ``data_root`` itself for a dataset that cannot be built without files (its constructor
+    requires ``root``); else None (generated or built-in data). A dataset that needs files
+    without ``data_root`` is an error that says so, not a missing-argument message."""
+    import inspect
+
     from detangle.data.registry import dataset_class
 
-    if not data_root or getattr(dataset_class(name), "synthetic", True):
+    param = inspect.signature(dataset_class(name)).parameters.get("root")
+    if param is None:
         return None
-    sub = Path(data_root) / name
-    return str(sub if sub.is_dir() else Path(data_root))
+    required = param.default is inspect.Parameter.empty
+    if data_root and (Path(data_root) / name).is_dir():
+        return str(Path(data_root) / name)
+    if required and not data_root:
+        raise ValueError(
+            f"dataset {name!r} is read from files: pass --data-root DIR (holding them, "
+            "or a sub-folder named after the dataset)"
+        )
+    return str(data_root) if required else None
 
 
 def train_config(spec: RunSpec, runtime: Runtime):
