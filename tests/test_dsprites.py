@@ -215,3 +215,16 @@ def test_file_backed_dataset_refuses_export(ds, tmp_path):
     path = ds.export(tmp_path / FILENAME, indices=np.arange(5))
     with pytest.raises(ValueError, match="generated"):
         DSprites(root=path).export(tmp_path / "again.npz")
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_uncompressed_file_is_memory_mapped(ds, tmp_path, compressed):
+    rows = np.arange(3000, 3300)
+    path = ds.export(tmp_path / FILENAME, indices=rows, compressed=compressed)
+    loaded = DSprites(root=tmp_path)
+    f = loaded.combinations[::5]
+    np.testing.assert_array_equal(loaded.images(f), ds.images(f))
+    assert isinstance(loaded._file_images(), np.memmap) == (not compressed)
+    with zipfile.ZipFile(path) as zf:
+        methods = {i.compress_type for i in zf.infolist()}
+    assert methods == {zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED}

@@ -20,6 +20,7 @@ posY fastest, which is exactly :class:`~detangle.data.base.FactorDataset`'s inde
 from __future__ import annotations
 
 import os
+import struct
 import zipfile
 from pathlib import Path
 
@@ -126,7 +127,11 @@ class DSprites(FactorDataset):
             self.combinations = classes
 
     def _file_images(self) -> np.ndarray:
-        if self._imgs is None:  # read on first use: the full file is 3 GB once decompressed
+        """``imgs``: memory-mapped when stored uncompressed, else read once on first use
+        (the full array is 3 GB; the public file is compressed)."""
+        if self._imgs is None:
+            self._imgs = _memmap_stored_npy(self._path, "imgs.npy")
+        if self._imgs is None:
             with np.load(self._path, allow_pickle=False) as data:
                 self._imgs = data["imgs"]
         return self._imgs
@@ -149,6 +154,7 @@ class DSprites(FactorDataset):
         path: str | os.PathLike,
         indices: np.ndarray | None = None,
         chunk: int = 8192,
+        compressed: bool = True,
     ) -> Path:
         """Write the dataset in the public npz format (``imgs``, ``latents_values``,
         ``latents_classes``, ``metadata``), compressed, atomically.
@@ -156,7 +162,8 @@ class DSprites(FactorDataset):
         ``indices`` (rows of the full grid, default all 737,280) writes a subset — tests use it
         to round-trip a few hundred rows; :class:`DSprites` reads such a file back as an
         incomplete grid. Images are generated and compressed ``chunk`` rows at a time, so the
-        full export never holds the 3 GB image array in memory.
+        full export never holds the 3 GB image array in memory. ``compressed=False`` stores the
+        arrays uncompressed (3 GB for the full grid) so that the loader can memory-map them.
         """
         if self._path is not None:
             raise ValueError("export writes the generated dataset; this one reads a file")
@@ -167,7 +174,8 @@ class DSprites(FactorDataset):
         values = np.stack([factor_values()[k][classes[:, i]] for i, k in enumerate(FACTOR_NAMES)], 1)
         path = Path(path)
         with atomic_path(path, suffix=".npz") as tmp:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+            method = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
+            with zipfile.ZipFile(tmp, "w", compression=method, allowZip64=True) as zf:
                 with zf.open("imgs.npy", "w", force_zip64=True) as f:
                     _write_npy_header(f, (len(rows), 64, 64), np.uint8)
                     for start in range(0, len(rows), chunk):
@@ -208,6 +216,33 @@ def _write_npy_header(f, shape: tuple[int, ...], dtype) -> None:
     np.lib.format.write_array_header_2_0(f, header)
 
 
+def _read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    return np.lib.format.read_array_header_2_0(f)
+
+
+def _memmap_stored_npy(path: Path, member: str) -> np.ndarray | None:
+    """Memory-map an npz member stored without compression; ``None`` when it is compressed."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)  # zip local file header: name and extra-field lengths at 26..30
+        if local[:4] != b"PK\x03\x04":
+            return None
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        shape, fortran, dtype = _read_npy_header(f)
+        offset = f.tell()
+    if fortran or np.dtype(dtype).hasobject:
+        return None
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape))
+
+
 def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Shape and dtype of every array of an npz, read from the .npy headers only.
 
@@ -224,11 +259,7 @@ def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.
                 if not name.endswith(".npy"):
                     continue
                 with zf.open(name) as f:
-                    version = np.lib.format.read_magic(f)
-                    if version == (1, 0):
-                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-                    else:
-                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    shape, _, dtype = _read_npy_header(f)
                 out[name[: -len(".npy")]] = (tuple(shape), np.dtype(dtype))
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise DataLayoutError(path, f"not a readable npz archive ({exc})", EXPECTED_LAYOUT) from exc
