@@ -42,28 +42,28 @@ class SceneParams:
     shadowless light along the viewing direction (MuJoCo's default headlight).
     """
 
-    camera_distance: float = 12.234
-    camera_height: float = 3.998
-    camera_pitch_deg: float = 6.374  # looking down
-    fov_deg: float = 35.599  # vertical = horizontal field of view
-    back_wall: float = 7.585  # distance of the back wall from the object
-    side_wall: float = 9.100  # half width of the room
-    front_wall: float = 16.0  # behind the camera, only closes the room
-    wall_height: float = 4.792
-    cube_half: float = 1.165
-    cylinder_radius: float = 1.147
-    cylinder_height: float = 2.970
-    sphere_radius: float = 1.477
-    capsule_radius: float = 1.065
-    capsule_length: float = 2.473  # straight part between the two half spheres
-    light: tuple[float, float, float] = (-1.900, 15.099, 1.453)
-    light_spot_exponent: float = 2.323
+    camera_distance: float = 13.273
+    camera_height: float = 3.695
+    camera_pitch_deg: float = 0.405  # looking down
+    fov_deg: float = 44.357  # vertical = horizontal field of view
+    back_wall: float = 18.771  # distance of the back wall from the object
+    side_wall: float = 17.737  # half width of the room
+    front_wall: float = 30.0  # behind the camera, only closes the room
+    wall_height: float = 9.502
+    cube_half: float = 1.665
+    cylinder_radius: float = 1.743
+    cylinder_height: float = 3.778
+    sphere_radius: float = 2.042
+    capsule_radius: float = 1.449
+    capsule_length: float = 3.433  # straight part between the two half spheres
+    light: tuple[float, float, float] = (-3.951, 27.459, 3.429)
+    light_spot_exponent: float = 1.39
     # per surface (floor, wall, object): MuJoCo materials differ per geom
-    ambient: tuple[float, float, float] = (0.246, 0.211, 0.624)
-    headlight: tuple[float, float, float] = (0.279, 0.758, 0.325)
-    diffuse: tuple[float, float, float] = (0.680, 0.105, 0.522)
-    specular: float = 0.255
-    shininess: float = 22.17
+    ambient: tuple[float, float, float] = (0.468, 0.431, 0.425)
+    headlight: tuple[float, float, float] = (0.248, 0.560, 0.510)
+    diffuse: tuple[float, float, float] = (0.508, 0.084, 0.449)
+    specular: float = 0.306
+    shininess: float = 3.118
     sky: tuple[float, float, float] = (153 / 255, 226 / 255, 249 / 255)
     #: -1: orientation class 0 (azimuth -30 deg) shows the room corner right of the object
     azimuth_sign: float = -1.0
@@ -260,6 +260,14 @@ def _direct_light(p: SceneParams, light, points, normals, coef):
     return coef * cos_l * spot, l_dir, dist
 
 
+def _headlight_cos(p: SceneParams, rot: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """Lambert term of MuJoCo's headlight: a directional light along the viewing axis, so a
+    plane has one brightness (what makes the side walls uniformly darker than the back wall)."""
+    pitch = math.radians(p.camera_pitch_deg)
+    forward = rot @ np.array([0.0, -math.sin(pitch), math.cos(pitch)])
+    return np.clip(-(normals @ forward), 0.0, None)
+
+
 def _coef(values, surface_ids):
     return np.asarray(values, dtype=float)[surface_ids]
 
@@ -270,7 +278,7 @@ def render_view(p: SceneParams, azimuth_deg: float, size: int = 64, supersample:
     t, surface, normals = _room(p, origin, d)
     points = origin + np.where(surface != 2, t, 0.0)[:, None] * d
     sid = np.minimum(surface, 1)  # sky rows get wall coefficients, masked out below
-    cos_h = np.clip(-(normals * d).sum(-1), 0.0, None)
+    cos_h = _headlight_cos(p, rot, normals)
     light = rot @ np.asarray(p.light, dtype=float)
     base = _coef(p.ambient, sid) + _coef(p.headlight, sid) * cos_h
     direct, _, _ = _direct_light(p, light, points, normals, _coef(p.diffuse, sid))
@@ -381,7 +389,7 @@ def render_weights(
     surface[on_obj] = 3
     points[on_obj] = view.origin + t_obj[on_obj, None] * d[on_obj]
     normals[on_obj] = n_obj[on_obj]
-    cos_h = np.clip(-(normals[on_obj] * d[on_obj]).sum(-1), 0.0, None)
+    cos_h = _headlight_cos(p, view.rot, normals[on_obj])
     base[on_obj] = p.ambient[2] + p.headlight[2] * cos_h
     direct_obj, l_dir_obj, _ = _direct_light(p, view.light, points[on_obj], normals[on_obj], p.diffuse[2])
     direct[on_obj] = direct_obj
