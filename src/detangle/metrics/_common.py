@@ -127,7 +127,7 @@ def as_integer_factors(factors) -> np.ndarray:
         row, col = np.argwhere(~integral)[0]
         raise ValueError(
             "factors must hold integer classes; found non-integer value "
-            f"{factors[row, col]!r} at row {row}, factor {col}"
+            f"{factors[row, col].item()!r} at row {row}, factor {col}"
         )
     return factors.astype(np.int64)
 

@@ -31,7 +31,8 @@ def encode_dataset(model, dataset, n: int, seed: int, *, batch_size: int = 256, 
     Factors are drawn uniformly over the dataset's combinations with ``default_rng(seed)``;
     images are rendered a batch at a time; ``model.encode(x) -> (mu, logvar)`` gives the
     posterior mean and a sample mu + exp(logvar / 2)·ε with ε from a ``torch.Generator`` seeded
-    by ``seed``. Returns float32 [n, D], float32 [n, D] and int64 [n, K].
+    by ``seed`` (drawn for all n rows at once, so ``batch_size`` does not change the samples).
+    Returns float32 [n, D], float32 [n, D] and int64 [n, K].
     """
     import torch
 
@@ -45,16 +46,18 @@ def encode_dataset(model, dataset, n: int, seed: int, *, batch_size: int = 256, 
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
-    means, samples = [], []
+    means, samples, eps = [], [], None
     try:
         with torch.no_grad():
             for start in range(0, n, batch_size):
                 x = dataset.images(factors[start : start + batch_size], rng=rng)
                 mu, logvar = model.encode(torch.as_tensor(x, dtype=torch.float32, device=device))
                 mu, logvar = mu.float().cpu(), logvar.float().cpu()
-                eps = torch.randn(mu.shape, generator=gen)
+                if eps is None:  # all the noise at once: samples do not depend on batch_size
+                    eps = torch.randn((n, mu.shape[1]), generator=gen)
                 means.append(mu.numpy())
-                samples.append((mu + torch.exp(0.5 * logvar) * eps).numpy())
+                noise = eps[start : start + len(mu)]
+                samples.append((mu + torch.exp(0.5 * logvar) * noise).numpy())
     finally:
         if was_training and hasattr(model, "train"):
             model.train()
