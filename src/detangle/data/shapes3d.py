@@ -176,7 +176,7 @@ class Shapes3D(FactorDataset):
         except OSError as err:
             raise DataLayoutError(path, f"not a readable HDF5 file ({err})", EXPECTED_LAYOUT) from err
         try:
-            if "images" not in f or "labels" not in f:
+            if not all(isinstance(f.get(k), h5py.Dataset) for k in ("images", "labels")):
                 raise DataLayoutError(
                     path, f"missing dataset(s); found keys {sorted(f.keys())}", EXPECTED_LAYOUT
                 )
@@ -249,6 +249,11 @@ class Shapes3D(FactorDataset):
         """
         import h5py
 
+        if self.root is not None:
+            raise ValueError(
+                f"export writes the generated images; this Shapes3D reads {self.path} "
+                "(build it without root= to export)"
+            )
         sizes = tuple(FACTOR_SIZES) if sizes is None else tuple(int(s) for s in sizes)
         if len(sizes) != len(FACTOR_SIZES) or any(
             not 1 <= s <= full for s, full in zip(sizes, FACTOR_SIZES)
