@@ -412,3 +412,14 @@ def test_quick_smoke_sweep_killed_midway_resumes_and_aggregates(tmp_path):
     assert {r["target"] for r in transfer_rows} == {"noisy-color-dsprites", "coins-augmented"}
     assert {int(r["n"]) for r in transfer_rows} == {2}  # two seeds behind every mean ± std
     assert " ± " in (out / "aggregate.md").read_text()
+
+
+def test_slurm_job_id_names_the_array_element(monkeypatch):
+    for var in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(var, raising=False)
+    assert st.slurm_job_id() is None
+    monkeypatch.setenv("SLURM_JOB_ID", "17")
+    assert st.slurm_job_id() == "17"
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "15")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    assert st.slurm_job_id() == "15_2"  # what sacct -j understands; 17 would be another element

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 from detangle.io import write_json
-from detangle.sweep.state import DONE, FAILED, RUNNING, SPEC_FILE, RunLock, record_done, record_error
+from detangle.sweep.state import (DONE, FAILED, RUNNING, SPEC_FILE, RunLock, record_done, record_error,
+                                  slurm_job_id)
 from detangle.sweep.study import RunSpec
 
 #: the run's stdout and stderr (progress lines, warnings), appended on every attempt
@@ -87,7 +88,7 @@ def execute_run(
             id=spec.id,
             elapsed_s=time.time() - started,
             host=os.uname().nodename,
-            slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+            slurm_job_id=slurm_job_id(),
         )
         if reraise or not isinstance(exc, Exception):
             raise

@@ -117,7 +117,7 @@ class RunLock:
             "pid": os.getpid(),
             "started": self._started,
             "heartbeat": time.time(),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "slurm_job_id": slurm_job_id(),
         }
 
     def acquire(self) -> bool:
@@ -157,6 +157,15 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def slurm_job_id() -> str | None:
+    """This process's Slurm job as ``sacct -j`` names it: ``ARRAY_TASK`` form inside an array
+    (``1234_5``; the bare ``SLURM_JOB_ID`` of an array element is another number), else the id."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
 
 
 def record_error(folder: str | Path, exc_type: str, message: str, traceback_text: str, **extra) -> None:
