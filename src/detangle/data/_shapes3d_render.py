@@ -34,12 +34,15 @@ _EPS = 1e-4
 
 @dataclasses.dataclass(frozen=True)
 class SceneParams:
-    """Camera, room, object sizes and lights, chosen by eye against ``3dshapes.gif`` frames.
+    """Camera, room, object sizes and lights of the look-alike, fitted to ``3dshapes.gif``.
 
-    The values were fitted (Nelder-Mead on pixel error) to frames of the public GIF whose factors
-    could be read off by eye; lengths are arbitrary units. ``light`` is the shadow-casting point
-    light's position in the camera-fixed frame (it orbits with the camera); ``headlight`` is a
-    shadowless light along the viewing direction (MuJoCo's default headlight).
+    Fitted with Nelder-Mead against GIF frames whose factors were read off
+    (``_shapes3d_reference.GIF_FACTORS``): first the camera, room and object sizes to the frames'
+    regions (sky, back wall, darker side wall, floor, object) and to the wall's top-edge and
+    floor-line profiles, then the lights to the pixel error. Lengths are in arbitrary units.
+    ``light`` is the shadow-casting point light's position in the camera-fixed frame (it orbits
+    with the camera, as the originals' shadows show); ``headlight`` is MuJoCo's shadowless
+    directional light along the viewing axis.
     """
 
     camera_distance: float = 13.273
@@ -56,14 +59,14 @@ class SceneParams:
     sphere_radius: float = 2.042
     capsule_radius: float = 1.449
     capsule_length: float = 3.433  # straight part between the two half spheres
-    light: tuple[float, float, float] = (-3.951, 27.459, 3.429)
-    light_spot_exponent: float = 1.39
+    light: tuple[float, float, float] = (-3.714, 27.344, 3.415)
+    light_spot_exponent: float = 1.353
     # per surface (floor, wall, object): MuJoCo materials differ per geom
-    ambient: tuple[float, float, float] = (0.468, 0.431, 0.425)
-    headlight: tuple[float, float, float] = (0.248, 0.560, 0.510)
-    diffuse: tuple[float, float, float] = (0.508, 0.084, 0.449)
-    specular: float = 0.306
-    shininess: float = 3.118
+    ambient: tuple[float, float, float] = (0.435, 0.444, 0.412)
+    headlight: tuple[float, float, float] = (0.293, 0.551, 0.531)
+    diffuse: tuple[float, float, float] = (0.542, 0.078, 0.430)
+    specular: float = 0.334
+    shininess: float = 3.163
     sky: tuple[float, float, float] = (153 / 255, 226 / 255, 249 / 255)
     #: -1: orientation class 0 (azimuth -30 deg) shows the room corner right of the object
     azimuth_sign: float = -1.0
@@ -410,8 +413,10 @@ def render_weights(
         half_v = l_dir_obj - d[on_obj]
         half_v /= np.linalg.norm(half_v, axis=-1, keepdims=True)
         cos_n = np.clip((normals[on_obj] * half_v).sum(-1), 0.0, None)
-        facing = (normals[on_obj] * l_dir_obj).sum(-1) > 0
-        spec[on_obj] = p.specular * visible[on_obj] * facing * cos_n**p.shininess
+        # weighted by the Lambert term, so the highlight fades out at the terminator instead of
+        # ending in a hard line (a broad Phong lobe cut by a step shows one)
+        cos_l = np.clip((normals[on_obj] * l_dir_obj).sum(-1), 0.0, None)
+        spec[on_obj] = p.specular * visible[on_obj] * cos_l * cos_n**p.shininess
 
     w = np.zeros((3, len(d)))
     for k, sid in enumerate((0, 1, 3)):
