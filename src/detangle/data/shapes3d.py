@@ -248,6 +248,7 @@ class Shapes3D(FactorDataset):
         grid); ``None`` writes all 480,000 images.
         """
         import h5py
+        from tqdm import tqdm
 
         if self.root is not None:
             raise ValueError(
@@ -273,7 +274,10 @@ class Shapes3D(FactorDataset):
                     chunks=(1, SIZE, SIZE, 3), compression="gzip", compression_opts=4,
                 )
                 f.create_dataset("labels", data=labels.astype(np.float64))
-                for start in range(0, len(classes), batch_size):
+                starts = range(0, len(classes), batch_size)
+                # a bar only for real exports (the full file takes minutes); None = only on a TTY
+                quiet = True if len(starts) < 10 else None
+                for start in tqdm(starts, desc=f"export {path.name}", unit="batch", disable=quiet):
                     block = self.images(classes[start : start + batch_size])
                     images[start : start + len(block)] = to_uint8_hwc(block)
         return path
