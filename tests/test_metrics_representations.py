@@ -52,6 +52,10 @@ def test_encode_dataset_rejects_bad_sizes(toy_dataset_cls):
         encode_dataset(TinyEncoder(), toy_dataset_cls(), 0, seed=0)
     with pytest.raises(ValueError, match="batch_size"):
         encode_dataset(TinyEncoder(), toy_dataset_cls(), 5, seed=0, batch_size=0)
+    rgb = TinyEncoder()
+    rgb.in_channels = 3
+    with pytest.raises(ValueError, match="3-channel images; dataset 'toy' has 1"):
+        encode_dataset(rgb, toy_dataset_cls(), 5, seed=0)
 
 
 def test_save_and_load_round_trip(tmp_path):

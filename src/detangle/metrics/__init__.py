@@ -13,6 +13,7 @@ BetaVAE, FactorVAE and downstream GBT/MLP accuracies are the established ones it
 from __future__ import annotations
 
 import inspect
+import time
 import zlib
 from typing import Sequence
 
@@ -85,8 +86,9 @@ def metric_seed(seed: int, name: str) -> np.random.Generator:
 
 
 def _run(names, codes, factors, factor_names, common) -> tuple[dict, dict]:
-    flat, details = {}, {}
+    flat, details, timing = {}, {}, {}
     for name in names:
+        start = time.perf_counter()
         fn = METRICS[name]
         accepted = inspect.signature(fn).parameters
         kwargs = {k: v for k, v in common.items() if k in accepted and k != "seed"}
@@ -100,6 +102,8 @@ def _run(names, codes, factors, factor_names, common) -> tuple[dict, dict]:
         out = fn(codes, factors, factor_names=factor_names, **kwargs)
         flat.update(out)
         details[name] = out.details
+        timing[name] = round(time.perf_counter() - start, 4)
+    details["timing_s"] = timing
     return flat, details
 
 
@@ -118,7 +122,8 @@ def evaluate(
     """Run ``metrics`` (default: all) and return ``(flat scores, details per metric)``.
 
     Inputs are validated once (single-valued factors are skipped with one warning and listed in
-    ``details["skipped_factors"]``). With ``bootstrap=B`` (B ≥ 2) every key also gets
+    ``details["skipped_factors"]``); ``details["timing_s"]`` holds each metric's seconds.
+    With ``bootstrap=B`` (B ≥ 2) every key also gets
     ``<key>.ci_low`` / ``<key>.ci_high``, the 95% percentile interval over B row resamples.
     """
     names = resolve_metrics(metrics)

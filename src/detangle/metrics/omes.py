@@ -53,13 +53,17 @@ def _dense_column(col: np.ndarray) -> tuple[np.ndarray, int]:
     return inverse.ravel(), len(values)
 
 
+def _radix(sizes: np.ndarray) -> np.ndarray:
+    """Mixed-radix weights, last factor fastest."""
+    return np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
+
+
 def _tuple_ids(labels: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """One int64 id per row, equal exactly when the rows' label tuples are equal."""
     if labels.shape[1] == 0:
         return np.zeros(len(labels), dtype=np.int64)
     if float(np.prod(sizes.astype(np.float64))) < 2.0**62:  # mixed radix fits in int64
-        radix = np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
-        return labels @ radix
+        return labels @ _radix(sizes)
     return np.unique(labels, axis=0, return_inverse=True)[1].ravel().astype(np.int64)
 
 
@@ -67,15 +71,16 @@ class LineIndex:
     """The distinct factor tuples of a table, ready to pair along any factor.
 
     Built once per table in O(N log N): the first row of each distinct tuple is kept (as the
-    published code does with ``np.unique(..., return_index=True)``), tuples become int64
-    mixed-radix ids, and the "lines" of factor k (tuples equal except in k) are runs of a sort
-    by the id with factor k zeroed.
+    published code does with ``np.unique(..., return_index=True)``) and tuples become int64
+    mixed-radix ids. The "lines" of factor k (tuples equal except in k) are then the rows of a
+    dense grid of ids with axis k moved last (no sort; used when the grid is at most ~8x the
+    table) or the runs of a sort by the id with factor k zeroed.
     """
 
     def __init__(self, factors: np.ndarray):
         factors = np.asarray(factors, dtype=np.int64)
         dense = [_dense_column(factors[:, k]) for k in range(factors.shape[1])]
-        labels = np.stack([d[0] for d in dense], axis=1) if dense else np.zeros((len(factors), 0), np.int64)
+        labels = np.stack([d[0] for d in dense], axis=1)
         self.sizes = np.array([d[1] for d in dense], dtype=np.int64)
         self.radix_ok = float(np.prod(self.sizes.astype(np.float64))) < 2.0**62
         ids = _tuple_ids(labels, self.sizes)
@@ -103,13 +108,13 @@ class LineIndex:
     def _lines(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(order, starts, m)``: distinct tuples listed line by line; line starts and sizes."""
         if self.grid is not None:
-            cells = np.moveaxis(self.grid.reshape(tuple(self.sizes)), k, -1).reshape(-1, self.sizes[k])
+            grid = self.grid.reshape(tuple(self.sizes))
+            cells = np.moveaxis(grid, k, -1).reshape(-1, self.sizes[k])
             present = cells >= 0
             m = present.sum(axis=1)
             return cells[present], np.cumsum(m) - m, m
         if self.radix_ok:
-            radix = np.concatenate([np.cumprod(self.sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
-            key = self.ids - self.labels[:, k] * radix[k]
+            key = self.ids - self.labels[:, k] * _radix(self.sizes)[k]
         else:
             key = _tuple_ids(np.delete(self.labels, k, axis=1), np.delete(self.sizes, k))
         order = np.argsort(key, kind="stable")  # members of a line stay in file order

@@ -40,6 +40,12 @@ def encode_dataset(model, dataset, n: int, seed: int, *, batch_size: int = 256, 
         raise ValueError(f"n must be >= 1 samples; found {n}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; found {batch_size}")
+    channels = getattr(model, "in_channels", None)
+    if channels is not None and channels != dataset.image_shape[0]:
+        raise ValueError(
+            f"the model takes {channels}-channel images; dataset {dataset.name!r} has "
+            f"{dataset.image_shape[0]} (adapt the model: detangle.transfer.adapt_channels)"
+        )
     rng = np.random.default_rng(seed)
     factors = np.asarray(dataset.sample_factors(n, rng), dtype=np.int64)
     gen = torch.Generator().manual_seed(int(seed))

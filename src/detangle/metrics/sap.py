@@ -47,7 +47,8 @@ def sap(
     """SAP of ``codes`` [N, D] for integer ``factors`` [N, K]. Key ``sap.score``.
 
     ``details["score_matrix"]`` is S [D, K]. LinearSVC (liblinear) is deterministic, so no
-    random state is needed (``random_state`` is accepted for the common signature); ``n_jobs`` fits the D·K classifiers on threads.
+    random state is needed (``random_state`` is accepted for the common signature);
+    ``n_jobs`` fits the D·K classifiers on threads.
     """
     inputs = check_inputs(codes, factors, factor_names)
     codes, factors = inputs.codes, inputs.factors
