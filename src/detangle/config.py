@@ -183,6 +183,13 @@ class RunConfig:
 
 @dataclass
 class TrainConfig:
+    """One training run (``detangle train``; saved as the run folder's ``config.json``).
+
+    Sections: ``data`` (dataset, root, pair k), ``model`` (arch, latent_dim, init_from),
+    ``method`` (name, beta, warmup_steps), ``optim`` (lr, batch_size, grad_clip, trainable) and
+    ``run`` (steps, seed, device, precision, threads, logging and checkpoint cadence, prefetch).
+    """
+
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
