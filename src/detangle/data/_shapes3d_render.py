@@ -15,7 +15,8 @@ colour-independent term (sky and white specular highlights); an image is then
 
 Conventions: scene frame x right, y up, z away from the camera at azimuth 0; floor y = 0; the object
 stands on the floor at the origin, axis-aligned. The camera and the light orbit the object together
-by the azimuth (so, as in the originals, the light keeps its place in the picture and the room turns).
+by the azimuth (so, as in the originals, the light keeps its place in the picture and the room
+turns).
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def _box(o, d, half, height):
 
 
 def intersect_object(p: SceneParams, shape: int, scale: float, o, d):
-    """Nearest hit of rays (o, d) with the object: distance t [N] (inf = miss) and normals [N, 3]."""
+    """Nearest hit of rays (o, d) with the object: distance t [N] (inf: miss), normals [N, 3]."""
     n_rays = d.shape[0]
     hit_pt = lambda t: o + np.where(np.isfinite(t), t, 0.0)[:, None] * d  # noqa: E731
     if shape == 0:  # cube
@@ -324,7 +325,9 @@ def _project(p: SceneParams, view: View, pts: np.ndarray):
     return row, col, bool(np.all(depth > 1e-6))
 
 
-def object_window(p: SceneParams, view: View, shape: int, scale: float) -> tuple[int, int, int, int]:
+def object_window(
+    p: SceneParams, view: View, shape: int, scale: float
+) -> tuple[int, int, int, int]:
     """Pixel rows/cols [r0, r1) x [c0, c1) that can show the object or its shadow.
 
     The object lies inside its bounding box; its shadow lies inside the box's shadow volume, whose
@@ -333,7 +336,9 @@ def object_window(p: SceneParams, view: View, shape: int, scale: float) -> tuple
     object-free :class:`View` is exact, so only the window needs ray casting.
     """
     half, height = object_extent(p, shape, scale)
-    corners = np.array([[x, y, z] for x in (-half, half) for y in (0.0, height) for z in (-half, half)])
+    corners = np.array(
+        [[x, y, z] for x in (-half, half) for y in (0.0, height) for z in (-half, half)]
+    )
     light = view.light
     pts = [corners]
     if np.all(light[1] > corners[:, 1] + 1e-6):
@@ -394,7 +399,9 @@ def render_weights(
     normals[on_obj] = n_obj[on_obj]
     cos_h = _headlight_cos(p, view.rot, normals[on_obj])
     base[on_obj] = p.ambient[2] + p.headlight[2] * cos_h
-    direct_obj, l_dir_obj, _ = _direct_light(p, view.light, points[on_obj], normals[on_obj], p.diffuse[2])
+    direct_obj, l_dir_obj, _ = _direct_light(
+        p, view.light, points[on_obj], normals[on_obj], p.diffuse[2]
+    )
     direct[on_obj] = direct_obj
 
     # shadow rays towards the light, tested against the object only (the room casts no shadow

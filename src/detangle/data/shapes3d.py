@@ -36,7 +36,8 @@ EXPECTED_LAYOUT = (
     "  images  uint8 [N, 64, 64, 3]\n"
     "  labels  float [N, 6]: floor_hue, wall_hue, object_hue (0.0 ... 0.9), "
     "scale (linspace(0.75, 1.25, 8)),\n"
-    "          shape (0 cube, 1 cylinder, 2 sphere, 3 capsule), orientation (linspace(-30, 30, 15))\n"
+    "          shape (0 cube, 1 cylinder, 2 sphere, 3 capsule),\n"
+    "          orientation (linspace(-30, 30, 15))\n"
     "  (the original release has N = 480000, rows in factor order, orientation fastest)"
 )
 
@@ -72,7 +73,8 @@ def values_to_classes(labels: np.ndarray) -> np.ndarray:
         if not ok.all():
             bad = labels[~ok, k][0]
             raise ValueError(
-                f"label column {k} ({name}) holds {bad!r}, which is not one of {values.round(4).tolist()}"
+                f"label column {k} ({name}) holds {bad!r}, "
+                f"which is not one of {values.round(4).tolist()}"
             )
         classes[:, k] = cls
     return classes
@@ -174,7 +176,8 @@ class Shapes3D(FactorDataset):
         try:
             f = h5py.File(path, "r")
         except OSError as err:
-            raise DataLayoutError(path, f"not a readable HDF5 file ({err})", EXPECTED_LAYOUT) from err
+            problem = f"not a readable HDF5 file ({err})"
+            raise DataLayoutError(path, problem, EXPECTED_LAYOUT) from err
         try:
             if not all(isinstance(f.get(k), h5py.Dataset) for k in ("images", "labels")):
                 raise DataLayoutError(
@@ -183,9 +186,8 @@ class Shapes3D(FactorDataset):
             images, labels = f["images"], f["labels"]
             n = images.shape[0] if images.ndim else 0
             if images.shape[1:] != (SIZE, SIZE, 3) or images.dtype != np.uint8 or n == 0:
-                raise DataLayoutError(
-                    path, f"images has shape {images.shape} and dtype {images.dtype}", EXPECTED_LAYOUT
-                )
+                problem = f"images has shape {images.shape} and dtype {images.dtype}"
+                raise DataLayoutError(path, problem, EXPECTED_LAYOUT)
             if labels.shape != (n, len(FACTOR_NAMES)):
                 raise DataLayoutError(
                     path, f"labels has shape {labels.shape}, images have {n} rows", EXPECTED_LAYOUT
@@ -260,7 +262,8 @@ class Shapes3D(FactorDataset):
             not 1 <= s <= full for s, full in zip(sizes, FACTOR_SIZES)
         ):
             raise ValueError(
-                f"sizes must give 1..n_k classes for each of the factors {FACTOR_SIZES}, found {sizes}"
+                f"sizes must give 1..n_k classes for each of the factors {FACTOR_SIZES}, "
+                f"found {sizes}"
             )
         grid = np.stack(np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij"), -1)
         classes = grid.reshape(-1, len(sizes)).astype(np.int64)
