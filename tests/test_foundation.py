@@ -64,6 +64,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
             raise RuntimeError("killed midway")
     assert json.loads(target.read_text()) == {"a": 1.5, "b": [0, 1]}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    assert (target.stat().st_mode & 0o777) == 0o666 & ~_current_umask()
 
 
 def test_error_messages_name_path_and_layout():
@@ -99,3 +100,11 @@ def test_show_figure_on_toy_dataset(tmp_path, toy_dataset_cls):
     assert (rows[:, :3] == base[:3]).all()
     out = save_dataset_figure(ds, tmp_path / "toy.png", seed=1)
     assert Image.open(out).size[0] > 100
+
+
+def _current_umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
