@@ -97,7 +97,8 @@ def main(argv=None) -> int:
             "timing_s": details["timing_s"],
             "metrics": flat,
         }
-        print(f"{backend}: {runs[backend]['total_s']:.1f} s wall, {runs[backend]['cpu_s']:.1f} s CPU")
+        run = runs[backend]
+        print(f"{backend}: {run['total_s']:.1f} s wall, {run['cpu_s']:.1f} s CPU")
 
     names_run = list(runs[backends[0]]["timing_s"])
     header = "metric        " + "".join(f"{b:>12s}" for b in backends)
@@ -105,7 +106,9 @@ def main(argv=None) -> int:
         header += "     speed-up"
     print(header)
     for name in names_run + ["total"]:
-        secs = [runs[b]["total_s"] if name == "total" else runs[b]["timing_s"][name] for b in backends]
+        secs = [
+            runs[b]["total_s"] if name == "total" else runs[b]["timing_s"][name] for b in backends
+        ]
         line = f"{name:14s}" + "".join(f"{s:11.2f}s" for s in secs)
         if len(backends) == 2:
             line += f"   {secs[0] / max(secs[1], 1e-9):9.1f}x"

@@ -1,4 +1,4 @@
-"""Backends agree, ``evaluate`` composes the metrics, bootstrap intervals, and the shared helpers."""
+"""Backends agree, ``evaluate`` composes the metrics, bootstrap intervals, shared helpers."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def test_fast_backend_agrees_with_reference():
     z, f = moderate_code()
     n_test = len(z) - int(np.ceil(len(z) * 2 / 3))
     acc_tol = max(0.03, 2 * np.sqrt(0.25 / n_test))
-    for fn, options in ((dci, {}), (downstream, {"models": ("gbt", "gbt_pruned", "gbt_single", "mlp")})):
+    models = {"models": ("gbt", "gbt_pruned", "gbt_single", "mlp")}
+    for fn, options in ((dci, {}), (downstream, models)):
         ref = fn(z, f, backend="reference", random_state=0, **options)
         fast = fn(z, f, backend="fast", random_state=0, n_jobs=2, **options)
         assert ref.details["backend"] == "reference" and fast.details["backend"] == "fast"
@@ -88,7 +89,8 @@ def test_evaluate_runs_every_metric_and_records_backends():
         assert "backend" in details[name], name
     for key in ("omes.score", "dci.disentanglement", "mig.score", "sap.score", "modularity.score",
                 "explicitness.score_test", "beta_vae.eval_accuracy", "factor_vae.eval_accuracy",
-                "gbt.mean_test_accuracy", "mlp_pruned.min_test_accuracy", "gbt_single.test_accuracy.q"):
+                "gbt.mean_test_accuracy", "mlp_pruned.min_test_accuracy",
+                "gbt_single.test_accuracy.q"):
         assert np.isfinite(flat[key]), key
     # downstream's gbt reuses DCI's classifiers instead of fitting them again
     assert flat["gbt.test_accuracy.p"] == details["dci"]["test_accuracy"]["p"]
@@ -158,8 +160,12 @@ def test_dci_formulas_on_hand_made_importances():
     assert disentanglement(np.eye(3)) == pytest.approx(1.0)
     assert completeness(np.eye(3)) == pytest.approx(1.0)
     assert disentanglement(np.ones((3, 3))) == pytest.approx(0.0, abs=1e-9)
-    r = np.array([[0.5, 0.5], [1.0, 0.0], [0.0, 0.0]])  # dimension 0 splits, 1 is pure
-    assert disentanglement(r) == pytest.approx(0.5 * 0.0 + 1.0 * (2 / 3) / (2 / 3) * 0.5 * 2 / 2 * 1, abs=1e-6)
+    # dimension 0 splits evenly (D_0 = 0), dimension 1 is pure (D_1 = 1), dimension 2 is unused;
+    # weights by row sums 1, 1, 0 -> D = 0.5. Columns (1/3, 2/3, 0) and (1, 0, 0), weights 3/4, 1/4.
+    r = np.array([[0.5, 0.5], [1.0, 0.0], [0.0, 0.0]])
+    assert disentanglement(r) == pytest.approx(0.5, abs=1e-6)
+    c0 = 1 - scipy.stats.entropy([1 / 3, 2 / 3], base=3)
+    assert completeness(r) == pytest.approx(0.75 * c0 + 0.25, abs=1e-6)
 
 
 def test_mig_and_modularity_on_hand_made_cases():

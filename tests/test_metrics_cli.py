@@ -17,7 +17,8 @@ def rep_folder(tmp_path):
     """A small folder in the reference layout: 3 factors, a code with one dimension each."""
     rng = np.random.default_rng(0)
     factors = np.stack([rng.integers(0, s, 300) for s in (3, 4, 5)], axis=1)
-    mean = np.concatenate([factors + 0.05 * rng.normal(size=factors.shape), rng.normal(size=(300, 1))], 1)
+    noisy = factors + 0.05 * rng.normal(size=factors.shape)
+    mean = np.concatenate([noisy, rng.normal(size=(300, 1))], axis=1)
     sampled = mean + 0.1 * rng.normal(size=mean.shape)
     save_representations(tmp_path / "rep", mean, sampled, factors, ["shape", "scale", "pos"])
     return tmp_path / "rep"
@@ -35,7 +36,8 @@ def test_metrics_command_prints_a_table_and_writes_json(rep_folder, tmp_path, ca
     assert "omes.score" in printed and "mig.score" in printed and "dci" not in printed
     data = json.loads(out.read_text())
     assert set(data) == {"metrics", "details", "meta"}
-    assert data["meta"]["seed"] == 2 and data["meta"]["n"] == 300 and data["meta"]["key"] == "sampled"
+    meta = data["meta"]
+    assert meta["seed"] == 2 and meta["n"] == 300 and meta["key"] == "sampled"
     assert data["meta"]["backend"] == "reference" and "numpy" in data["meta"]["versions"]
     assert data["details"]["omes"]["association"] == {"shape": 0, "scale": 1, "pos": 2}
     assert 0.9 < data["metrics"]["mig.score"] <= 1.0
@@ -139,16 +141,18 @@ def test_encode_command_uses_load_run(monkeypatch, toy_dataset_cls, tmp_path, ca
     monkeypatch.setattr(checkpoint, "load_run", fake_load_run)
     monkeypatch.setattr(registry, "get_dataset", lambda name, **kw: toy_dataset_cls())
     out = tmp_path / "enc"
-    assert main(["encode", str(tmp_path / "run"), "--dataset", "toy", "--n", "40", "--out", str(out)]) == 0
+    args = ["encode", str(tmp_path / "run"), "--dataset", "toy", "--out", str(out)]
+    assert main([*args, "--n", "40"]) == 0
     assert seen["run_dir"] == str(tmp_path / "run")
     with np.load(out / "representations.npz") as d:
         assert d["mean"].shape == (40, 4) and d["sampled"].dtype == np.float32
     assert (out / "classes.csv").read_text().splitlines()[0] == "f0,f1,f2,f3"
     assert "40 samples" in capsys.readouterr().out
-    assert main(["encode", str(tmp_path / "run"), "--dataset", "toy", "--n", "0", "--out", str(out)]) == 2
+    assert main([*args, "--n", "0"]) == 2
 
 
 def test_encode_command_on_a_missing_run_exits_2(tmp_path, capsys):
-    code = main(["encode", str(tmp_path / "nope"), "--dataset", "dsprites", "--n", "4", "--out", str(tmp_path)])
+    run = str(tmp_path / "nope")
+    code = main(["encode", run, "--dataset", "dsprites", "--n", "4", "--out", str(tmp_path)])
     assert code == 2
     assert "nope" in capsys.readouterr().err

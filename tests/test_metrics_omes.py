@@ -31,7 +31,9 @@ def differs_only_in(factors, a, b, k) -> bool:
 
 
 # ------------------------------------------------------------------ pairs
-@pytest.mark.parametrize("pairing, per_line", [("per_member", lambda m: m * (m // 2)), ("once", lambda m: m // 2)])
+@pytest.mark.parametrize(
+    "pairing, per_line", [("per_member", lambda m: m * (m // 2)), ("once", lambda m: m // 2)]
+)
 def test_pair_counts_follow_the_published_pairing(pairing, per_line):
     factors = grid(5, 4, 3)  # lines of 5, 4 and 3 members
     rng = np.random.default_rng(0)

@@ -84,7 +84,9 @@ SPECS = [
     ),
     Spec(
         "dci",
-        perfect={"dci.disentanglement": 0.9, "dci.completeness": 0.9, "dci.informativeness_test": 0.95},
+        perfect={
+            "dci.disentanglement": 0.9, "dci.completeness": 0.9, "dci.informativeness_test": 0.95
+        },
         chance={"dci.disentanglement": (0.0, 0.2), "dci.informativeness_test": (0.28, 0.15)},
         permutation_tol=0.03,
         options=FAST,
@@ -168,7 +170,8 @@ def test_bounded(spec):
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_fixed_seed_is_deterministic(spec):
-    again = dict(spec.fn(rotated_code(), FACTORS, factor_names=NAMES, random_state=0, **spec.options))
+    again = spec.fn(rotated_code(), FACTORS, factor_names=NAMES, random_state=0, **spec.options)
+    again = dict(again)
     assert again == scores(spec.name, "rotated")
 
 
@@ -213,7 +216,8 @@ def test_omes_finds_the_association_and_penalises_entanglement():
     perfect = METRICS["omes"](perfect_code(), FACTORS, factor_names=NAMES, random_state=0)
     rotated = METRICS["omes"](rotated_code(), FACTORS, factor_names=NAMES, random_state=0)
     assert perfect.details["association"] == {"a": 0, "b": 1, "c": 2}
-    permuted = METRICS["omes"](perfect_code()[:, [2, 0, 1]], FACTORS, factor_names=NAMES, random_state=0)
+    shuffled = perfect_code()[:, [2, 0, 1]]
+    permuted = METRICS["omes"](shuffled, FACTORS, factor_names=NAMES, random_state=0)
     assert permuted.details["association"] == {"a": 1, "b": 2, "c": 0}
     # the ceiling: two distinct uniform values of an n-valued factor correlate at -1/(n-1)
     relation = np.asarray(perfect.details["relation"])

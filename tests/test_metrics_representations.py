@@ -62,8 +62,9 @@ def test_save_and_load_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     mean, sampled = rng.normal(size=(20, 4)), rng.normal(size=(20, 4))
     factors = rng.integers(0, 5, size=(20, 2))
-    npz, csv_file = save_representations(tmp_path / "out", mean, sampled, factors, ["shape", "scale"])
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["classes.csv", "representations.npz"]
+    out = tmp_path / "out"
+    npz, csv_file = save_representations(out, mean, sampled, factors, ["shape", "scale"])
+    assert sorted(p.name for p in out.iterdir()) == ["classes.csv", "representations.npz"]
     lines = csv_file.read_text().splitlines()
     assert lines[0] == "shape,scale" and len(lines) == 21
     assert lines[1] == ",".join(str(v) for v in factors[0])
@@ -88,7 +89,8 @@ def test_save_rejects_mismatched_arrays(tmp_path):
 
 def _write(folder, classes_text, n=3):
     folder.mkdir(exist_ok=True)
-    np.savez(folder / "representations.npz", mean=np.zeros((n, 2), np.float32), sampled=np.zeros((n, 2), np.float32))
+    zeros = np.zeros((n, 2), np.float32)
+    np.savez(folder / "representations.npz", mean=zeros, sampled=zeros)
     (folder / "classes.csv").write_text(classes_text)
     return folder / "representations.npz", folder / "classes.csv"
 
@@ -111,6 +113,7 @@ def test_load_reads_float_formatted_classes_and_refuses_bad_ones(tmp_path):
 
 def test_load_the_reference_example(reference_dir):
     folder = reference_dir / "omes_example"
-    codes, factors, names = load_representations(folder / "representations.npz", folder / "classes.csv")
+    npz, csv_file = folder / "representations.npz", folder / "classes.csv"
+    codes, factors, names = load_representations(npz, csv_file)
     assert codes.shape == (15008, 10) and factors.shape == (15008, 6)
     assert names[0] == "floor_hue" and factors.min() == 0 and factors[:, 5].max() == 14

@@ -115,7 +115,8 @@ def cmd_omes(args: argparse.Namespace) -> int:
     out = omes(codes, factors, factor_names=names, pairing=args.pairing, random_state=args.seed)
     d = out.details
     table = {p: {f"{a:.1f}": out[f"omes.alpha_{a:.1f}.{p}"] for a in ALPHAS} for p in POOLINGS}
-    print(format_table([{"alpha": a, **{p: f"{table[p][a]:.4f}" for p in POOLINGS}} for a in table["max"]]))
+    rows = [{"alpha": a, **{p: f"{table[p][a]:.4f}" for p in POOLINGS}} for a in table["max"]]
+    print(format_table(rows))
     print("association:", ", ".join(f"{k}->{v}" for k, v in d["association"].items()))
     print("inactive dimensions:", d["inactive"] or "none")
 
@@ -143,10 +144,13 @@ def cmd_omes(args: argparse.Namespace) -> int:
         dest / "relation.csv",
         "dimension," + ",".join(names_used) + "\n"
         + "".join(
-            f"{i}," + ",".join(f"{v:.6f}" for v in row) + "\n" for i, row in enumerate(d["relation"])
+            f"{i}," + ",".join(f"{v:.6f}" for v in row) + "\n"
+            for i, row in enumerate(d["relation"])
         ),
     )
-    save_relation_heatmap(d["relation"], names_used, d["association"], d["inactive"], dest / "relation.png")
+    save_relation_heatmap(
+        d["relation"], names_used, d["association"], d["inactive"], dest / "relation.png"
+    )
     print(f"wrote omes.json, association.csv, inactive.csv, relation.csv, relation.png to {dest}")
     return 0
 

@@ -146,7 +146,8 @@ def evaluate(
             return _run(names, c, f, inputs.factor_names, {**common, "seed": seed + 1 + b})[0]
 
         intervals = bootstrap_intervals(
-            compute, inputs.codes, inputs.factors, n_train=n_train, num_resamples=bootstrap, seed=seed
+            compute, inputs.codes, inputs.factors,
+            n_train=n_train, num_resamples=bootstrap, seed=seed,
         )
         for key in list(flat):
             if key in intervals:

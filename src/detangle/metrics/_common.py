@@ -80,7 +80,10 @@ def check_inputs(
     if codes.shape[0] < min_rows:
         raise ValueError(f"need at least {min_rows} rows; found {codes.shape[0]}")
     if codes.shape[1] < 1 or factors.shape[1] < 1:
-        raise ValueError(f"need at least one code dimension and one factor; found {codes.shape}, {factors.shape}")
+        raise ValueError(
+            "need at least one code dimension and one factor; "
+            f"found codes {codes.shape}, factors {factors.shape}"
+        )
     if not np.issubdtype(codes.dtype, np.number) or np.issubdtype(codes.dtype, np.complexfloating):
         raise ValueError(f"codes must be real numbers; found dtype {codes.dtype}")
     if codes.dtype not in (np.float32, np.float64):
@@ -104,7 +107,9 @@ def check_inputs(
             stacklevel=3,
         )
     if single.all():
-        raise ValueError("every factor has a single value; metrics need at least one varying factor")
+        raise ValueError(
+            "every factor has a single value; metrics need at least one varying factor"
+        )
     keep = ~single
     return Inputs(
         codes=codes,
@@ -160,7 +165,9 @@ def split_rows(n: int, train_fraction: float = DEFAULT_TRAIN_FRACTION) -> int:
     This is disentanglement_lib's ``split_train_test`` and the paper's protocol (f = 2/3).
     """
     if not 0.0 < float(train_fraction) < 1.0:
-        raise ValueError(f"train_fraction must lie strictly between 0 and 1; found {train_fraction}")
+        raise ValueError(
+            f"train_fraction must lie strictly between 0 and 1; found {train_fraction}"
+        )
     n_train = int(math.ceil(n * float(train_fraction)))
     if n_train >= n or n_train < 1:
         raise ValueError(
@@ -175,7 +182,10 @@ def as_generator(random_state) -> np.random.Generator:
         return random_state
     if random_state is None or isinstance(random_state, (int, np.integer)):
         return np.random.default_rng(random_state)
-    raise ValueError(f"random_state must be None, an int or a numpy Generator; found {type(random_state).__name__}")
+    raise ValueError(
+        "random_state must be None, an int or a numpy Generator; "
+        f"found {type(random_state).__name__}"
+    )
 
 
 def int_seeds(rng: np.random.Generator, n: int) -> list[int]:
@@ -221,7 +231,10 @@ def mutual_information_matrix(discrete_codes: np.ndarray, factors: np.ndarray) -
     """MI[d, k] between discretised code column d and factor k (nats), float [D, K]."""
     d, k = discrete_codes.shape[1], factors.shape[1]
     return np.array(
-        [[mutual_information(discrete_codes[:, i], factors[:, j]) for j in range(k)] for i in range(d)]
+        [
+            [mutual_information(discrete_codes[:, i], factors[:, j]) for j in range(k)]
+            for i in range(d)
+        ]
     )
 
 

@@ -95,7 +95,8 @@ def feature_importances(model, n_features: int, fast_importance: str = "variance
             return
         (g_l, n_l), (g_r, n_r) = gradient_sum(node["left_child"]), gradient_sum(node["right_child"])
         if n_l > 0 and n_r > 0:
-            importance[node["split_feature"]] += n_l * n_r / (n_l + n_r) * (g_l / n_l - g_r / n_r) ** 2
+            decrease = n_l * n_r / (n_l + n_r) * (g_l / n_l - g_r / n_r) ** 2
+            importance[node["split_feature"]] += decrease
         walk(node["left_child"])
         walk(node["right_child"])
 
@@ -135,7 +136,15 @@ class TorchMLP:
     """
 
     def __init__(
-        self, hidden=(256, 256), *, epochs=12, min_steps=120, batch_size=512, lr=3e-3, alpha=1e-4, seed=0
+        self,
+        hidden=(256, 256),
+        *,
+        epochs=12,
+        min_steps=120,
+        batch_size=512,
+        lr=3e-3,
+        alpha=1e-4,
+        seed=0,
     ):
         self.hidden, self.epochs, self.batch_size = tuple(hidden), epochs, batch_size
         self.min_steps = min_steps

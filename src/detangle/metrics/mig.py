@@ -21,7 +21,9 @@ from detangle.metrics._common import (
 )
 
 
-def mig(codes, factors, *, factor_names=None, num_bins: int = 20, random_state=None) -> MetricResult:
+def mig(
+    codes, factors, *, factor_names=None, num_bins: int = 20, random_state=None
+) -> MetricResult:
     """MIG of ``codes`` [N, D] for integer ``factors`` [N, K]. Key ``mig.score``.
 
     Deterministic; ``random_state`` is accepted (and unused) for the common metric signature.

@@ -122,7 +122,9 @@ def load_representations(npz, csv_file, key: str = "mean"):
     except ValueError as exc:
         raise ValueError(f"{csv_file}: classes must be numbers ({exc})") from exc
     if values.ndim != 2 or (len(body) and values.shape[1] != len(names)):
-        raise ValueError(f"{csv_file}: every row must have {len(names)} values (one per factor name)")
+        raise ValueError(
+            f"{csv_file}: every row must have {len(names)} values (one per factor name)"
+        )
     factors = as_integer_factors(values.reshape(len(body), len(names)))
     if len(factors) != len(codes):
         raise ValueError(
