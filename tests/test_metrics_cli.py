@@ -156,3 +156,33 @@ def test_encode_command_on_a_missing_run_exits_2(tmp_path, capsys):
     code = main(["encode", run, "--dataset", "dsprites", "--n", "4", "--out", str(tmp_path)])
     assert code == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_encode_command_on_a_real_run_folder(tmp_path, capsys):
+    """A run folder as the trainer writes it (config.json + checkpoint), encoded end to end."""
+    import torch
+
+    from detangle.config import TrainConfig, save
+    from detangle.models import build_model
+    from detangle.train import checkpoint as ckpt
+
+    torch.manual_seed(0)
+    model = build_model("locatello", 1, 4)
+    cfg = TrainConfig()
+    cfg.model.latent_dim = 4
+    run = tmp_path / "run"
+    save(cfg, run / "config.json")
+    ckpt.save_checkpoint(run, ckpt.TrainingState(
+        step=0, model=model.state_dict(), optimizer={"state": {}, "param_groups": []},
+        torch_rng=torch.Generator().get_state(),
+        numpy_rng=ckpt.numpy_rng_state(np.random.default_rng(0)),
+        info={"arch": "locatello", "in_channels": 1, "latent_dim": 4},
+    ))
+    out = tmp_path / "enc"
+    args = ["encode", str(run), "--dataset", "dsprites", "--n", "24", "--out", str(out)]
+    assert main([*args, "--batch-size", "10"]) == 0
+    with np.load(out / "representations.npz") as d:
+        mean = d["mean"]
+    assert mean.shape == (24, 4) and np.isfinite(mean).all() and mean.std(0).min() > 0
+    header = (out / "classes.csv").read_text().splitlines()[0]
+    assert header == "color,shape,scale,orientation,posX,posY"
