@@ -60,14 +60,15 @@ class SceneParams:
     sphere_radius: float = 2.042
     capsule_radius: float = 1.449
     capsule_length: float = 3.433  # straight part between the two half spheres
-    light: tuple[float, float, float] = (-3.714, 27.344, 3.415)
-    light_spot_exponent: float = 1.353
+    light: tuple[float, float, float] = (-3.681, 28.187, 3.609)
+    light_spot_exponent: float = 2.820
+    light_target: tuple[float, float, float] = (-4.671, 0.000, -1.893)  # spot aim, front left
     # per surface (floor, wall, object): MuJoCo materials differ per geom
-    ambient: tuple[float, float, float] = (0.435, 0.444, 0.412)
-    headlight: tuple[float, float, float] = (0.293, 0.551, 0.531)
-    diffuse: tuple[float, float, float] = (0.542, 0.078, 0.430)
-    specular: float = 0.334
-    shininess: float = 3.163
+    ambient: tuple[float, float, float] = (0.430, 0.462, 0.391)
+    headlight: tuple[float, float, float] = (0.295, 0.557, 0.563)
+    diffuse: tuple[float, float, float] = (0.601, 0.063, 0.481)
+    specular: float = 0.350
+    shininess: float = 3.245
     sky: tuple[float, float, float] = (153 / 255, 226 / 255, 249 / 255)
     #: -1: orientation class 0 (azimuth -30 deg) shows the room corner right of the object
     azimuth_sign: float = -1.0
@@ -244,6 +245,7 @@ class View:
     dirs: np.ndarray
     rot: np.ndarray
     light: np.ndarray  # in the scene frame
+    light_axis: np.ndarray  # unit spot axis, scene frame
     surface: np.ndarray  # 0 floor, 1 wall, 2 sky
     points: np.ndarray
     normals: np.ndarray
@@ -253,13 +255,12 @@ class View:
     const: np.ndarray  # [3, size*size]
 
 
-def _direct_light(p: SceneParams, light, points, normals, coef):
-    """Lambert term of the point light times its spot falloff (axis towards the object's foot)."""
+def _direct_light(p: SceneParams, light, axis, points, normals, coef):
+    """Lambert term of the point light times its spot falloff around ``axis`` (unit vector)."""
     to_light = light - points
     dist = np.linalg.norm(to_light, axis=-1)
     l_dir = to_light / dist[:, None]
     cos_l = np.clip((normals * l_dir).sum(-1), 0.0, None)
-    axis = -light / np.linalg.norm(light)
     spot = np.clip((-l_dir * axis).sum(-1), 0.0, None) ** p.light_spot_exponent
     return coef * cos_l * spot, l_dir, dist
 
@@ -284,15 +285,17 @@ def render_view(p: SceneParams, azimuth_deg: float, size: int = 64, supersample:
     sid = np.minimum(surface, 1)  # sky rows get wall coefficients, masked out below
     cos_h = _headlight_cos(p, rot, normals)
     light = rot @ np.asarray(p.light, dtype=float)
+    axis = rot @ np.asarray(p.light_target, dtype=float) - light
+    axis /= np.linalg.norm(axis)
     base = _coef(p.ambient, sid) + _coef(p.headlight, sid) * cos_h
-    direct, _, _ = _direct_light(p, light, points, normals, _coef(p.diffuse, sid))
+    direct, _, _ = _direct_light(p, light, axis, points, normals, _coef(p.diffuse, sid))
     shade = base + direct
     w = np.zeros((3, d.shape[0]))
     w[0] = np.where(surface == 0, shade, 0.0)
     w[1] = np.where(surface == 1, shade, 0.0)
     const = np.asarray(p.sky, dtype=float)[:, None] * (surface == 2)
     return View(
-        size, supersample, origin, d, rot, light, surface, points, normals, base, direct,
+        size, supersample, origin, d, rot, light, axis, surface, points, normals, base, direct,
         _pixel_mean(w, size, supersample), _pixel_mean(const, size, supersample),
     )
 
@@ -400,7 +403,7 @@ def render_weights(
     cos_h = _headlight_cos(p, view.rot, normals[on_obj])
     base[on_obj] = p.ambient[2] + p.headlight[2] * cos_h
     direct_obj, l_dir_obj, _ = _direct_light(
-        p, view.light, points[on_obj], normals[on_obj], p.diffuse[2]
+        p, view.light, view.light_axis, points[on_obj], normals[on_obj], p.diffuse[2]
     )
     direct[on_obj] = direct_obj
 
