@@ -108,3 +108,23 @@ def test_evaluate_rejects_bad_input(tmp_path):
     assert not is_complete(tmp_path / "w")
     assert SCHEMA.startswith("detangle.results/")
     assert {"python", "numpy", "torch"} <= set(versions())
+
+
+def test_downstream_models_narrow_the_classifiers(tmp_path):
+    from detangle.evaluate import compute_all_metrics
+
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 3, size=(150, 2))
+    codes = np.concatenate([factors + rng.normal(size=factors.shape) * 0.1, rng.normal(size=(150, 1))], 1)
+    narrow = EvalSettings(metrics=("mig", "downstream"), downstream_models=("gbt",), backend="fast")
+    flat, details = compute_all_metrics(codes, factors, ["a", "b"], narrow)
+    assert "gbt.mean_test_accuracy" in flat and "mig.score" in flat
+    assert not any(k.startswith(("mlp", "gbt_pruned")) for k in flat)
+    assert flat["gbt.mean_test_accuracy"] > 0.9  # the factors are in the code
+    assert "omes" in details  # computed for the association even though not asked for
+    full, _ = compute_all_metrics(codes, factors, ["a", "b"],
+                                  EvalSettings(metrics=("downstream",), backend="fast"))
+    assert {"mlp.mean_test_accuracy", "gbt_pruned.mean_test_accuracy"} <= set(full)
+    with pytest.raises(ValueError, match="bootstrap"):
+        compute_all_metrics(codes, factors, ["a", "b"],
+                            EvalSettings(metrics=("downstream",), downstream_models=("gbt",), bootstrap=2))

@@ -21,16 +21,17 @@ def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DETANGLE_CACHE_DIR", str(out.parent / "cache"))
-        t0 = time.perf_counter()
+        t0 = time.process_time()  # CPU seconds: wall time depends on who else uses the machine
         code = main(["run", "--smoke", "--out", str(out), "--threads", "1"])
-        elapsed = time.perf_counter() - t0
-    return out, code, elapsed
+        cpu = time.process_time() - t0
+    return out, code, cpu
 
 
 def test_smoke_run_writes_every_report_file(smoke_run, capsys):
-    out, code, elapsed = smoke_run
+    out, code, cpu = smoke_run
     assert code == 0
-    assert elapsed < 180, f"the smoke run took {elapsed:.0f} s"
+    print(f"smoke run: {cpu:.1f} CPU seconds")
+    assert cpu < 90, f"the smoke run took {cpu:.0f} CPU seconds"
     for name in ("report.html", "report.md", "results.csv", "run.json"):
         assert (out / name).is_file(), name
     src = out / "sources" / "color-dsprites-gvae-labels-locatello-beta1-seed0"
@@ -42,8 +43,12 @@ def test_smoke_run_writes_every_report_file(smoke_run, capsys):
     shown = {img["data-file"] for img in images}
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
     assert on_disk == shown  # every figure is in the page, and nothing else
-    kinds = {p.parent.name for p in out.rglob("figures/*.png")}
-    assert kinds == {"figures"} and len(on_disk) >= 3 * (1 + 2 * len(TARGETS)) + 1 + len(TARGETS)
+    # reconstructions + traversals per evaluation (relation maps only when a dimension is active),
+    # training curves of the source and fine-tuning curves of each target
+    evals = 1 + 2 * len(TARGETS)
+    assert sum(p.endswith("reconstructions.png") for p in on_disk) == evals
+    assert sum(p.endswith("traversals.png") for p in on_disk) == evals
+    assert sum(p.endswith("-curves.png") for p in on_disk) == 1 + len(TARGETS)
     for target in TARGETS:
         assert f"→ {target}" in text
     assert "untrained" in text and "Do the paper" in text

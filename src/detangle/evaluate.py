@@ -48,6 +48,9 @@ class EvalSettings:
     figures: bool = True
     #: threads for the classifiers of the metrics (None: the metrics' own default)
     n_jobs: int | None = None
+    #: classifiers of the downstream metric (None: all, i.e. gbt, mlp, their pruned variants and
+    #: gbt_single); the paper's transfer tables need gbt and gbt_pruned only
+    downstream_models: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -157,6 +160,35 @@ def write_figures(model, dataset, factors, mean, omes, folder: Path, title: str)
     return out
 
 
+def compute_all_metrics(codes, factors, names, settings: EvalSettings) -> tuple[dict, dict]:
+    """:func:`detangle.metrics.evaluate` with the settings' selection; when
+    ``downstream_models`` narrows the downstream classifiers, that metric runs on its own with
+    the same seed derivation and OMES association as inside ``evaluate``."""
+    from detangle.metrics import evaluate, metric_seed, resolve_metrics
+    from detangle.metrics.downstream import downstream
+
+    names_m = resolve_metrics(settings.metrics)
+    split = settings.downstream_models is not None and "downstream" in names_m
+    common = dict(factor_names=names, backend=settings.backend, seed=settings.seed,
+                  train_fraction=settings.train_fraction, n_jobs=settings.n_jobs)
+    if split and settings.bootstrap:
+        raise ValueError("downstream_models cannot be combined with bootstrap intervals")
+    first = [m for m in names_m if not (split and m == "downstream")]
+    if split and "omes" not in first:
+        first.append("omes")  # the pruned code needs OMES's association
+    flat, details = evaluate(codes, factors, first, bootstrap=settings.bootstrap, **common)
+    if split:
+        out = downstream(codes, factors, factor_names=names, backend=settings.backend,
+                         train_fraction=settings.train_fraction, n_jobs=settings.n_jobs,
+                         models=tuple(settings.downstream_models),
+                         association=details["omes"]["association"],
+                         inactive=details["omes"]["inactive"],
+                         random_state=metric_seed(settings.seed, "downstream"))
+        flat.update(out)
+        details["downstream"] = out.details
+    return flat, details
+
+
 def evaluate_model(model, dataset, folder: str | Path, info: EvalInfo,
                    settings: EvalSettings | None = None) -> dict:
     """Encode ``settings.n`` samples of ``dataset`` with ``model``, compute the metrics, write
@@ -165,7 +197,6 @@ def evaluate_model(model, dataset, folder: str | Path, info: EvalInfo,
 
     The model must take the dataset's channels (see :func:`detangle.transfer.adapt_channels`).
     """
-    from detangle.metrics import evaluate as compute_metrics
     from detangle.metrics.representations import encode_dataset, save_representations
 
     folder = Path(folder)
@@ -187,11 +218,7 @@ def evaluate_model(model, dataset, folder: str | Path, info: EvalInfo,
     save_representations(folder, mean, sampled, factors, names)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        flat, details = compute_metrics(
-            mean, factors, metrics=settings.metrics, factor_names=names, backend=settings.backend,
-            seed=settings.seed, train_fraction=settings.train_fraction,
-            bootstrap=settings.bootstrap, n_jobs=settings.n_jobs,
-        )
+        flat, details = compute_all_metrics(mean, factors, names, settings)
     notes = sorted({str(w.message) for w in caught})
     if notes:  # one line on the console; every message kept in results.json
         print(f"note: {dataset.name}: {len(notes)} metric warning(s), listed in "

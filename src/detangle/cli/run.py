@@ -108,14 +108,16 @@ def load_preset(name_or_path: str) -> Preset:
 
 def smoke(preset: Preset) -> Preset:
     """Seconds-long sizes for tests (DESIGN.md principle 12): first β and seed, tiny steps and
-    batches, a few hundred evaluation samples, the quick metrics."""
+    batches, 160 evaluation samples, and only the metrics the report's tables need (OMES, DCI,
+    MIG, GBT on the full and pruned code)."""
     p = dataclasses.replace(preset)
     p.source = dataclasses.replace(preset.source, betas=preset.source.betas[:1],
                                    seeds=preset.source.seeds[:1], steps=8, batch_size=8,
                                    warmup_steps=0)
     p.finetune = dataclasses.replace(preset.finetune, steps=4, batch_size=8)
     p.eval = dataclasses.replace(preset.eval, n=160, metrics=("omes", "dci", "mig", "downstream"),
-                                 backend="fast", batch_size=160)
+                                 downstream_models=("gbt", "gbt_pruned"), backend="fast",
+                                 batch_size=160)
     p.run = dataclasses.replace(preset.run, log_every=2, precision="fp32")
     return p
 
