@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     parser.add_argument("--metrics", default=None, help="comma-separated (default: all)")
     parser.add_argument("--data", default="auto", choices=("auto", "reference", "synthetic"))
     parser.add_argument("--jobs", type=int, default=2, help="parallel fits for the fast backend")
-    parser.add_argument("--omes-n", type=int, default=1_000_000)
+    parser.add_argument("--rows", type=int, default=None, help="use only the first ROWS rows")
+    parser.add_argument("--omes-n", type=int, default=1_000_000, help="0 skips the OMES timing")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write all figures here")
     args = parser.parse_args(argv)
@@ -82,6 +83,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)  # parallelism comes from fitting factors side by side
     codes, factors, names, source = load_data(args.data, args.quick)
+    if args.rows:
+        codes, factors = codes[: args.rows], factors[: args.rows]
     print(f"data: {source}: N={len(codes)}, D={codes.shape[1]}, K={factors.shape[1]}")
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     runs = {}
@@ -124,9 +127,10 @@ def main(argv=None) -> int:
         report["max_abs_diff"] = {"value": diffs[worst], "key": worst}
         report["diffs"] = diffs
     omes_n = 20_000 if args.quick else args.omes_n
-    omes_s = time_omes(omes_n, args.quick)
-    print(f"OMES alone, N={omes_n}: {omes_s:.2f} s")
-    report["omes_large"] = {"n": omes_n, "seconds": omes_s}
+    if omes_n:
+        omes_s = time_omes(omes_n, args.quick)
+        print(f"OMES alone, N={omes_n}: {omes_s:.2f} s")
+        report["omes_large"] = {"n": omes_n, "seconds": omes_s}
     if args.json:
         from detangle.io import write_json
 
