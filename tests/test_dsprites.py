@@ -86,6 +86,14 @@ def test_geometry_square_scale_position_rotation(ds):
 
 
 def test_window_never_cuts_a_sprite():
+    assert raster.max_sprite_radius() < raster.WINDOW_REACH
+    # the window reaches that far on both sides at every sub-pixel offset, inside the canvas
+    for pos in range(32):
+        cx, _ = raster.sprite_centres(np.array([pos]), np.array([pos]))
+        first = np.floor(cx[0]) - 15 + 0.5
+        assert first <= cx[0] - raster.WINDOW_REACH
+        assert first + raster._WINDOW - 1 >= cx[0] + raster.WINDOW_REACH
+        assert first >= 0.5 and first + raster._WINDOW - 1 <= 63.5
     rng = np.random.default_rng(3)
     f = np.stack([rng.integers(0, s, 3000) for s in SIZES[1:]], 1)
     fast = raster.render_masks(*f.T)

@@ -25,8 +25,10 @@ and fine grid searches on the inside/outside label of every pixel:
 
 With these numbers all 320 gif frames and all 12 real images are pixel-identical.
 
-Speed: a sprite never reaches further than 15 px from its centre, so each image evaluates
-only a 30x30 window (about a fifth of the canvas) and scatters it into the 64x64 canvas.
+Speed: no sprite reaches further than 13.6 px from its centre (the square's corner; see
+:func:`max_sprite_radius`), so each image evaluates only a 31x31 window, whose pixel centres
+reach at least 14.5 px from the centre on every side (a quarter of the canvas), and copies it
+into the 64x64 canvas.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ HEART_SCALE_X = 0.6
 HEART_SCALE_Y = 0.6622
 HEART_OFFSET_Y = -1.44
 
-_WINDOW = 30  # pixels per side evaluated around each sprite centre
+_WINDOW = 31  # pixels per side evaluated around each sprite centre, from floor(centre) - 15
 _HALF_WINDOW = 15
+WINDOW_REACH = 14.5  # every pixel centre within this distance of the centre is in the window
 
 
 def sprite_centres(pos_x: np.ndarray, pos_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +77,15 @@ def _heart_branches() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     y = 13.0 * np.cos(t) - 5.0 * np.cos(2 * t) - 2.0 * np.cos(3 * t) - np.cos(4 * t)
     top = int(np.argmax(y))
     return y[: top + 1], x[: top + 1], y[top:][::-1].copy(), x[top:][::-1].copy()
+
+
+def max_sprite_radius() -> float:
+    """Largest distance from the sprite centre of any point of any sprite at scale 1."""
+    inner_y, inner_x, outer_y, outer_x = _heart_branches()
+    ys = np.concatenate([inner_y, outer_y])
+    xs = np.concatenate([inner_x, outer_x])
+    heart = np.hypot(HEART_SCALE_X * xs, HEART_OFFSET_Y - HEART_SCALE_Y * ys).max()
+    return float(max(SQUARE_HALF_SIDE * np.sqrt(2.0), max(ELLIPSE_AXES), heart))
 
 
 def _inside(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
