@@ -186,6 +186,10 @@ def test_missing_file_names_path_and_layout(tmp_path):
         DSprites(root=tmp_path)
     msg = str(info.value)
     assert str(tmp_path / FILENAME) in msg and "latents_classes" in msg and "[N, 64, 64]" in msg
+    with pytest.raises(DataLayoutError, match=str(tmp_path / "absent" / FILENAME)):
+        DSprites(root=tmp_path / "absent")
+    with pytest.raises(DataLayoutError, match="dSprites file not found"):
+        DSprites(root=tmp_path / "other.npz")
 
 
 def _save(path, **arrays):

@@ -80,7 +80,8 @@ class DSprites(FactorDataset):
         self._imgs: np.ndarray | None = None
         self._path: Path | None = None
         if self.root is not None:
-            self._path = self.root / FILENAME if self.root.is_dir() else self.root
+            is_file = self.root.suffix == ".npz" and not self.root.is_dir()
+            self._path = self.root if is_file else self.root / FILENAME
             self._open_file(self._path)
 
     # ------------------------------------------------------------------ original file
