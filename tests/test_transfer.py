@@ -266,3 +266,21 @@ def test_stage_progress_prints_stage_and_eta():
     text = buf.getvalue()
     assert "[x] fine-tuning" in text and "step 4/4 (100%), ETA 0:00" in text
     assert json.dumps(text)  # plain text lines
+
+
+def test_transfer_cli_end_to_end(tmp_path, source_runs, monkeypatch, capsys):
+    monkeypatch.setenv("DETANGLE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "cli"
+    args = ["transfer", "--source", str(source_runs[1]), "--target", "coins-augmented", "--out",
+            str(out), "--smoke", "--metrics", "omes,mig,downstream", "--finetune", "decoder",
+            "--beta", "2", "--seed", "5", "--threads", "1"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "gbt.mean_test_accuracy" in printed and "delta" in printed and str(out) in printed
+    saved = read_json(out / "transfer.json")["config"]
+    assert (saved["target"], saved["finetune"], saved["beta"], saved["seed"]) == ("coins-augmented", "decoder", 2.0, 5)
+    assert saved["eval"]["metrics"] == ["omes", "mig", "downstream"] and saved["steps"] == 4
+    after = read_json(out / "after" / "results.json")
+    assert after["dataset"]["name"] == "coins-augmented" and after["transfer"]["channel_rule"].startswith("1->3")
+    assert main(args) == 0  # the second time every stage is skipped
+    assert "skipped: done" in capsys.readouterr().err
