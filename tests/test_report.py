@@ -204,7 +204,8 @@ def test_report_cli(tmp_path, capsys):
     out = tmp_path / "elsewhere" / "page.html"
     assert main(["report", str(tmp_path / "run"), "--out", str(out)]) == 0
     assert out.is_file() and (out.parent / "page.md").is_file() and (out.parent / "results.csv").is_file()
-    assert str(out) in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert str(out) in printed and "raises the GBT accuracy" in printed and "-> holds" in printed
     check_html(out)
 
 

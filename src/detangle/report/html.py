@@ -15,6 +15,7 @@ import datetime as _dt
 import html
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,8 +272,6 @@ def render_markdown(title, facts, found, src_cols, src_rows, groups, refs, prov,
 
 
 def _relpath(path: Path, base: Path) -> str:
-    import os
-
     return os.path.relpath(Path(path).resolve(), Path(base).resolve())
 
 
