@@ -22,6 +22,7 @@ seconds on a finished one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -165,12 +166,61 @@ def find_real_targets(preset: Preset, data_root: str | None, say) -> list[tuple[
     return found
 
 
+class JobClock:
+    """Stage headers with the elapsed time and, once the source has been trained and evaluated,
+    an estimate of the time left: seconds per training image and per evaluation, as measured in
+    this job, times the training images and evaluations still to come."""
+
+    def __init__(self, preset: Preset, n_runs: int, n_targets: int):
+        s, f = preset.source, preset.finetune
+        self.source_images = s.steps * s.batch_size * (1 if s.method == "beta-vae" else 2)
+        finetune_images = 0 if f.mode == "none" else f.steps * f.batch_size
+        evals_per_transfer = 1 if f.mode == "none" else 2
+        # remaining work per stage, in order: (training images, evaluations)
+        self.plan = []
+        for _ in range(n_runs):
+            self.plan += [(self.source_images, 0), (0, 2)]
+            self.plan += [(finetune_images, evals_per_transfer)] * n_targets
+        self.plan.append((0, 0))  # the report
+        self.total = len(self.plan)
+        self.t0 = time.perf_counter()
+        self.spent = {"images": [0.0, 0], "evals": [0.0, 0]}
+
+    def header(self, text: str) -> str:
+        stage = self.total - len(self.plan) + 1
+        left = self.left()  # this stage included
+        if self.plan:
+            self.plan.pop(0)
+        el = int(time.perf_counter() - self.t0)
+        out = f"[stage {stage}/{self.total}, {el // 60}:{el % 60:02d} elapsed"
+        if left is not None:
+            out += f", about {int(left) // 60}:{int(left) % 60:02d} left"
+        return out + f"] {text}"
+
+    def left(self) -> float | None:
+        """Seconds the stages still planned will take (None until both rates are measured)."""
+        (ti, ni), (te, ne) = self.spent["images"], self.spent["evals"]
+        if not ni or not ne:
+            return None
+        return sum(images * ti / ni + evals * te / ne for images, evals in self.plan)
+
+    @contextlib.contextmanager
+    def measure(self, images: int, evals: int):
+        start = time.perf_counter()
+        yield
+        took = time.perf_counter() - start
+        key, amount = ("images", images) if images else ("evals", evals)
+        if amount:
+            self.spent[key][0] += took
+            self.spent[key][1] += amount
+
+
 def run_job(preset: Preset, out: str | Path, *, data_root: str | None = None,
             threads: int | None = None, stream=None) -> "Report":  # noqa: F821
     """Run every stage of ``preset`` into ``out`` (skipping finished ones) and build the report."""
     from detangle.config import to_dict
     from detangle.data.registry import get_dataset
-    from detangle.evaluate import evaluate_source
+    from detangle.evaluate import evaluate_source, is_complete
     from detangle.io import write_json
     from detangle.report import build_report
     from detangle.train import train
@@ -190,14 +240,10 @@ def run_job(preset: Preset, out: str | Path, *, data_root: str | None = None,
     write_json(out / "run.json", {"preset": to_dict(preset), "data_root": data_root})
     targets = [(t, None) for t in preset.targets] + find_real_targets(preset, data_root, say)
     runs = [(b, s) for b in preset.source.betas for s in preset.source.seeds]
-    n_stages = len(runs) * (2 + len(targets)) + 1
-    stage = 0
+    clock = JobClock(preset, n_runs=len(runs), n_targets=len(targets))
 
     def header(text: str) -> None:
-        nonlocal stage
-        stage += 1
-        el = int(time.perf_counter() - t0)
-        progress.stage(f"[stage {stage}/{n_stages}, {el // 60}:{el % 60:02d} elapsed] {text}")
+        progress.stage(clock.header(text))
 
     for beta, seed in runs:
         cfg = source_config(preset, beta, seed, threads)
@@ -205,10 +251,13 @@ def run_job(preset: Preset, out: str | Path, *, data_root: str | None = None,
         have = checkpoint_path(run_dir).is_file()
         done = have and load_checkpoint(run_dir).step >= cfg.run.steps
         header(f"train source {run_dir.name} ({cfg.run.steps} steps)" + (" (skipped: done)" if done else ""))
-        if not done:
-            train(cfg, run_dir, resume=have, progress=progress)
+        with clock.measure(images=0 if done else clock.source_images, evals=0):
+            if not done:
+                train(cfg, run_dir, resume=have, progress=progress)
         header(f"evaluate source {run_dir.name} and its untrained floor")
-        evaluate_source(run_dir, preset.eval, dataset=get_dataset(preset.source.dataset))
+        skip = is_complete(run_dir / "eval") and is_complete(run_dir / "floor")
+        with clock.measure(images=0, evals=0 if skip else 2):
+            evaluate_source(run_dir, preset.eval, dataset=get_dataset(preset.source.dataset))
         for target, root in targets:
             header(f"transfer {run_dir.name} -> {target}")
             tcfg = TransferConfig(
