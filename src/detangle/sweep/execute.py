@@ -139,7 +139,7 @@ def eval_settings(config: dict):
 
     ev = config["evaluation"]
     metrics = tuple(ev["metrics"]) if ev.get("metrics") else None
-    return EvalSettings(n=int(ev["n_samples"]), metrics=metrics)
+    return EvalSettings(n=int(ev["n_samples"]), metrics=metrics, figures=bool(ev.get("figures", True)))
 
 
 def dataset_root(name: str, data_root: str | None) -> str | None:
@@ -190,8 +190,9 @@ def run_source(spec: RunSpec, run_dir: Path, runtime: Runtime) -> None:
     from detangle.train import train
 
     train(train_config(spec, runtime), run_dir, resume=True, progress=False)
-    evaluate_source(run_dir, eval_settings(spec.config), floor=True)
-    _check_complete(spec, run_dir, ("eval", "floor"))
+    floor = bool(spec.config["evaluation"].get("floor", True))
+    evaluate_source(run_dir, eval_settings(spec.config), floor=floor)
+    _check_complete(spec, run_dir, ("eval", "floor") if floor else ("eval",))
 
 
 def run_transfer(spec: RunSpec, run_dir: Path, source_dir: Path, runtime: Runtime) -> None:

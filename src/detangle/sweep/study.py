@@ -20,7 +20,7 @@ Format (keys not listed raise ``ValueError`` naming the valid ones)::
     name: quick
     defaults:                      # shared by every source (any source key)
       method: gvae-labels
-    evaluation: {n_samples: 15008, metrics: null}   # null: every metric
+    evaluation: {n_samples: 15008, metrics: null, figures: true, floor: true}  # null: every metric
     sources:
       - name: color-dsprites       # experiment name that transfers refer to
         dataset: color-dsprites
@@ -43,7 +43,7 @@ Format (keys not listed raise ``ValueError`` naming the valid ones)::
         batch_size: 64
         lr: 1.0e-4
     smoke: {steps: 8, warmup: 0, finetune_steps: 4, batch_size: 8, n_samples: 240,
-            metrics: [omes, dci, mig, downstream]}
+            metrics: [omes, dci, mig], figures: false, floor: false}
 
 ``--smoke`` replaces steps, warm-up, fine-tuning steps, batch size, evaluation size and metrics
 by the ``smoke`` section's values (defaults in :data:`SMOKE_DEFAULTS`) so every run takes seconds.
@@ -84,14 +84,18 @@ TRANSFER_KEYS = {
     "lr": 1e-4,
     "set": {},
 }
-EVALUATION_KEYS = {"n_samples": 15_008, "metrics": None}
+#: evaluation of every model (paper: 15,008 samples, every metric); ``floor`` also evaluates each
+#: source's untrained network (the source table's floor), ``figures`` writes the figures
+EVALUATION_KEYS = {"n_samples": 15_008, "metrics": None, "figures": True, "floor": True}
 SMOKE_DEFAULTS = {
     "steps": 8,
     "warmup": 0,
     "finetune_steps": 4,
     "batch_size": 8,
     "n_samples": 240,
-    "metrics": ["omes", "dci", "mig", "downstream"],
+    "metrics": ["omes", "dci", "mig"],
+    "figures": False,
+    "floor": False,
 }
 STUDY_KEYS = {"name", "description", "defaults", "evaluation", "sources", "transfers", "smoke"}
 FINETUNE_CHOICES = ("all", "encoder", "decoder", "none")
@@ -187,7 +191,7 @@ def expand(data: dict, *, smoke: bool = False) -> list[RunSpec]:
     smoke_values = {**SMOKE_DEFAULTS, **(data.get("smoke") or {})}
     _check_keys("smoke", smoke_values, set(SMOKE_DEFAULTS))
     if smoke:
-        evaluation.update(n_samples=smoke_values["n_samples"], metrics=smoke_values["metrics"])
+        evaluation.update({k: smoke_values[k] for k in ("n_samples", "metrics", "figures", "floor")})
 
     sources = data.get("sources") or []
     if not isinstance(sources, list) or not sources:
