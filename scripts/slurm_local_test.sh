@@ -235,3 +235,9 @@ log "sacct: job $FAILED_JOB is $SACCT_STATE"
     --slurm-time 30 --max-parallel 2 --threads 1 --no-retry-failed ) 2>&1 | tee "$TMP/log/sweep2.log" | sed 's/^/    /' || true
 grep -q "wave" "$TMP/log/sweep2.log" && die "the re-run submitted jobs although every runnable run was done"
 log "re-run submitted nothing"
+
+# the sweep's table, mean ± std over the two seeds, from the runs Slurm produced
+"$PYTHON" -m detangle aggregate "$OUT" --no-report --n-boot 200 | sed 's/^/    /'
+grep -q "color-dsprites" "$OUT/aggregate.csv" 2>/dev/null || [ -n "${SLURM_TEST_STUDY:-}" ] \
+  || die "aggregate.csv lacks the quick study's transfers"
+log "aggregate: $(($(wc -l <"$OUT/aggregate.csv") - 1)) rows in aggregate.csv"

@@ -423,3 +423,25 @@ def test_slurm_job_id_names_the_array_element(monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "15")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
     assert st.slurm_job_id() == "15_2"  # what sacct -j understands; 17 would be another element
+
+
+def interrupting_dispatch(spec, run_dir, source_dir, runtime):
+    raise KeyboardInterrupt
+
+
+def test_interrupted_run_is_todo_not_failed(tmp_path):
+    from detangle.sweep.execute import execute_run
+
+    study = load_study(_study(tmp_path, seeds=1), tmp_path / "out")
+    spec = study.runs[0]
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(spec, study.out, dispatch=interrupting_dispatch)
+    assert st.run_state(study.out / spec.folder).state == st.TODO
+    assert execute_run(spec, study.out, dispatch=fake_dispatch) == st.DONE
+    # a second executor finds the run done; a live lock held elsewhere makes it report "running"
+    other = study.runs[1]
+    lock = st.RunLock(study.out / other.folder)
+    assert lock.acquire()
+    assert execute_run(other, study.out, dispatch=fake_dispatch) == st.RUNNING
+    lock.release()
+    assert _calls(study.out / other.folder) == 0

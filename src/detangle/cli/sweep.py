@@ -120,6 +120,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         states = run_slurm(study, options, runtime=runtime, retry_failed=retry)
     not_done = [s for s in states.values() if s != DONE]
+    if not_done:
+        print(f"{len(not_done)} run(s) not done: see `detangle sweep plan {args.study}"
+              f"{' --smoke' if args.smoke else ''} --out {study.out}`; re-run this command to retry")
+    print(f"tables: detangle aggregate {study.out}")
     return 1 if not_done else 0
 
 

@@ -79,6 +79,8 @@ def execute_run(
             dispatch(spec, run_dir, source_dir, runtime)
         record_done(run_dir, id=spec.id, elapsed_s=time.time() - started, threads=runtime.threads)
         return DONE
+    except KeyboardInterrupt:
+        raise  # interrupted, not failed: the lock goes, the run stays todo and resumes next time
     except BaseException as exc:  # noqa: BLE001 - a failed run is recorded, the sweep goes on
         record_error(
             run_dir,
