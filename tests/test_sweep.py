@@ -248,13 +248,11 @@ def test_slurm_time_and_options():
         SlurmOptions(max_parallel=0)
 
 
-def test_slurm_waves_record_failures_and_resubmit_only_what_is_not_done(tmp_path, monkeypatch):
+def _local_submitit(monkeypatch, submitted: list[int]) -> None:
+    """Stand submitit's LocalExecutor in for sbatch; record each array's size."""
     import submitit
 
     from detangle.sweep import slurm
-    from detangle.sweep.local import BLOCKED
-
-    submitted: list[int] = []
 
     def local_executor(folder, options, name):
         ex = submitit.LocalExecutor(folder=str(folder / "%j"))
@@ -270,6 +268,14 @@ def test_slurm_waves_record_failures_and_resubmit_only_what_is_not_done(tmp_path
 
     monkeypatch.setattr(slurm, "make_executor", local_executor)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+
+
+def test_slurm_waves_record_failures_and_resubmit_only_what_is_not_done(tmp_path, monkeypatch):
+    from detangle.sweep import slurm
+    from detangle.sweep.local import BLOCKED
+
+    submitted: list[int] = []
+    _local_submitit(monkeypatch, submitted)
     monkeypatch.setenv("SWEEP_TEST_FAIL", "shapes")
     study = load_study(_study(tmp_path, seeds=1, extra_source=True), tmp_path / "out")
     options = slurm.SlurmOptions(time_min=2, max_parallel=2, poll_s=0.1)
@@ -445,3 +451,39 @@ def test_interrupted_run_is_todo_not_failed(tmp_path):
     assert execute_run(other, study.out, dispatch=fake_dispatch) == st.RUNNING
     lock.release()
     assert _calls(study.out / other.folder) == 0
+
+
+def dying_dispatch(spec, run_dir, source_dir, runtime):
+    """Kill the worker process outright (as the out-of-memory killer would) for one source."""
+    if spec.name == "color.b1.s1":
+        os.kill(os.getpid(), signal.SIGKILL)
+    fake_dispatch(spec, run_dir, source_dir, runtime)
+
+
+def test_a_worker_killed_hard_fails_its_run_and_the_pool_recovers(tmp_path):
+    from detangle.sweep.local import BLOCKED, run_local
+
+    study = load_study(_study(tmp_path, seeds=2), tmp_path / "out")
+    states = run_local(study, workers=1, runtime=Runtime(threads=1), dispatch=dying_dispatch, log=lambda s: None)
+    by_name = {r.name: r for r in study.runs}
+    dead = by_name["color.b1.s1"]
+    assert states[dead.id] == st.FAILED
+    assert json.loads((study.out / dead.folder / st.ERROR_FILE).read_text())["type"] == "WorkerDied"
+    assert states[by_name["color--coins-augmented.b1.s1"].id] == BLOCKED
+    # the pool was rebuilt: the other seed's transfers ran after the crash
+    assert states[by_name["color--coins-augmented.b1.s0"].id] == st.DONE
+    assert sum(s == st.DONE for s in states.values()) == 3
+
+
+def test_slurm_job_that_dies_without_a_traceback_is_recorded_failed(tmp_path, monkeypatch):
+    from detangle.sweep import slurm
+
+    _local_submitit(monkeypatch, [])
+    study = load_study(_study(tmp_path, seeds=2), tmp_path / "out")
+    states = slurm.run_slurm(study, slurm.SlurmOptions(time_min=2, poll_s=0.1), dispatch=dying_dispatch,
+                             log=lambda s: None)
+    dead = next(r for r in study.runs if r.name == "color.b1.s1")
+    assert states[dead.id] == st.FAILED
+    assert not (study.out / dead.folder / st.LOCK_FILE).exists()  # the dead job's lock is cleared
+    assert json.loads((study.out / dead.folder / st.ERROR_FILE).read_text())["slurm_job_id"]
+    assert sum(s == st.DONE for s in states.values()) == 3

@@ -70,7 +70,6 @@ def run_local(
     threads = runtime.threads or threads_per_worker(workers)
     runtime = dataclasses.replace(runtime, threads=threads)
     todo, states = pending_runs(study, retry_failed=retry_failed)
-    by_id = study.by_id()
     skipped = sum(1 for s in states.values() if s == DONE)
     log(
         f"sweep {study.name}: {len(study.runs)} runs, {skipped} done, {len(todo)} to run "

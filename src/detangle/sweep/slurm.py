@@ -10,7 +10,9 @@ both executors, and its state lives in its folder (shared file system).
 
 A run that raises records ``error.json`` and re-raises, so Slurm marks its job FAILED; a job that
 dies without a Python traceback (killed, timed out, node failure) is recorded here from
-submitit's report. Either way the array's other elements finish, and re-running the same command
+submitit's report. Interrupting the submitting process leaves submitted jobs running on the
+cluster; re-running the command waits for nothing it did not submit and skips runs whose lock is
+live. Either way the array's other elements finish, and re-running the same command
 resubmits only what is not done. submitit learns job states from Slurm's accounting (``sacct``):
 a cluster without accounting leaves it waiting forever on a job that died without a result.
 """
@@ -25,7 +27,7 @@ from typing import Callable
 
 from detangle.sweep.execute import Dispatch, Runtime, execute_run
 from detangle.sweep.local import BLOCKED, pending_runs
-from detangle.sweep.state import DONE, FAILED, RUNNING, record_error, run_state
+from detangle.sweep.state import DONE, FAILED, LOCK_FILE, RUNNING, record_error, run_state
 from detangle.sweep.study import RunSpec, Study
 
 #: submitit needs a job's time limit to leave room for its own bookkeeping; below 2 minutes
@@ -158,7 +160,10 @@ def _wait(jobs, ready: list[RunSpec], study: Study, poll_s: float, log) -> None:
             try:
                 job.result()
             except Exception as exc:  # noqa: BLE001 - FailedJobError / UncompletedJobError
-                if run_state(folder).state != FAILED:
+                if run_state(folder).state not in (DONE, FAILED):
+                    # died without a Python traceback (time limit, node failure, scancel): its
+                    # lock is certainly stale, so the next sweep may take the run at once
+                    (folder / LOCK_FILE).unlink(missing_ok=True)
                     record_error(
                         folder, type(exc).__name__, str(exc).strip()[-2000:], "", slurm_job_id=job.job_id
                     )
