@@ -55,7 +55,10 @@ stop_pid() {  # stop_pid NAME PID: TERM, wait up to 15 s, then KILL
 cleanup() {
   local rc=$?
   set +e
-  [ -n "$SWEEP_PID" ] && stop_pid sweep "$SWEEP_PID"
+  if [ -n "$SWEEP_PID" ] && kill -0 "$SWEEP_PID" 2>/dev/null; then
+    kill -TERM -- "-$SWEEP_PID" 2>/dev/null  # the sweep's own process group
+    stop_pid sweep "$SWEEP_PID"
+  fi
   if [ -f "$TMP/etc/slurm.conf" ] && command -v scancel >/dev/null; then
     SLURM_CONF="$TMP/etc/slurm.conf" scancel --quiet --full --user=root 2>/dev/null
     for _ in $(seq 100); do
@@ -195,11 +198,18 @@ yaml.safe_dump(study, open(sys.argv[2], "w"), sort_keys=False)
 EOF
 OUT="$TMP/runs"
 log "detangle sweep run --executor slurm (smoke)"
+# in the background, in its own process group, so that a signal to this script reaches the trap
+# at once (bash defers traps while a foreground command runs) and the trap can stop the sweep
+setsid bash -c 'cd "$1" && shift && exec "$@"' _ "$TMP" "$PYTHON" -m detangle sweep run "$STUDY" \
+  --smoke --out "$OUT" --executor slurm --slurm-time 30 --max-parallel 2 --threads 1 \
+  >"$TMP/log/sweep.log" 2>&1 &
+SWEEP_PID=$!
 set +e
-( cd "$TMP" && exec "$PYTHON" -m detangle sweep run "$STUDY" --smoke --out "$OUT" --executor slurm \
-    --slurm-time 30 --max-parallel 2 --threads 1 ) 2>&1 | tee "$TMP/log/sweep.log" | sed 's/^/    /'
-SWEEP_RC=${PIPESTATUS[0]}
+wait "$SWEEP_PID"
+SWEEP_RC=$?
 set -e
+SWEEP_PID=""
+sed 's/^/    /' "$TMP/log/sweep.log"
 [ "$SWEEP_RC" = 1 ] || die "the sweep should exit 1 (one run failed), exited $SWEEP_RC"
 
 # --- 8. checks: the failed run (and only it) failed, its transfer was blocked, the rest are done ---
