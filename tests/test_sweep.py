@@ -487,3 +487,15 @@ def test_slurm_job_that_dies_without_a_traceback_is_recorded_failed(tmp_path, mo
     assert not (study.out / dead.folder / st.LOCK_FILE).exists()  # the dead job's lock is cleared
     assert json.loads((study.out / dead.folder / st.ERROR_FILE).read_text())["slurm_job_id"]
     assert sum(s == st.DONE for s in states.values()) == 3
+
+
+def test_cli_run_rejects_bad_options(tmp_path, capsys):
+    study = str(_study(tmp_path))
+    out = ["--out", str(tmp_path / "o")]
+    assert main(["sweep", "run", study, *out, "--workers", "0", "--threads", "1"]) == 2
+    assert "--workers must be >= 1" in capsys.readouterr().err
+    assert main(["sweep", "run", study, *out, "--executor", "slurm", "--slurm-time", "1"]) == 2
+    assert "at least 2 minutes" in capsys.readouterr().err
+    assert main(["sweep", "run", study, *out, "--threads", "0"]) == 2
+    assert not (tmp_path / "o").exists()  # nothing started
+    assert main(["aggregate", str(tmp_path), "--n-boot", "0"]) == 2

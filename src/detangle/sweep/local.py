@@ -68,6 +68,8 @@ def run_local(
     """
     runtime = runtime or Runtime()
     threads = runtime.threads or threads_per_worker(workers)
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, found {workers}")
     runtime = dataclasses.replace(runtime, threads=threads)
     todo, states = pending_runs(study, retry_failed=retry_failed)
     skipped = sum(1 for s in states.values() if s == DONE)
