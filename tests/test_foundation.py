@@ -108,3 +108,12 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_real_dataset_without_root_names_root(capsys):
+    from detangle.data.registry import get_dataset
+
+    with pytest.raises(ValueError, match="needs root"):
+        get_dataset("coil100-augmented")
+    assert main(["datasets", "show", "rgbd-objects", "--out", "x.png"]) == 2
+    assert "--root" in capsys.readouterr().err

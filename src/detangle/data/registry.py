@@ -66,4 +66,13 @@ def get_dataset(name: str, **kwargs: Any) -> FactorDataset:
     if unknown:
         valid = [p for p in params if p != "self"]
         raise ValueError(f"dataset {name!r} does not take {unknown}; it takes {valid}")
+    missing = [
+        p.name
+        for p in params.values()
+        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in kwargs
+    ]
+    if missing:
+        hint = " (the folder holding its files: --root DIR)" if "root" in missing else ""
+        raise ValueError(f"dataset {name!r} needs {', '.join(missing)}{hint}")
     return cls(**kwargs)
