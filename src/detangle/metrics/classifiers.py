@@ -4,9 +4,9 @@
 (``GradientBoostingClassifier()`` and ``MLPClassifier(hidden_layer_sizes=[256, 256])``, library
 defaults), so the numbers are comparable to the literature. ``fast`` swaps in LightGBM with the
 same tree budget (100 rounds, depth 3, learning rate 0.1; importances see
-:func:`feature_importances`) and a PyTorch MLP of
-the same architecture trained with larger batches for fewer epochs; factors are fitted in
-parallel by the callers. Every estimator is seeded.
+:func:`feature_importances`) and a PyTorch MLP of the same architecture trained with larger
+batches for fewer steps (:class:`TorchMLP`); factors are fitted in parallel by the callers.
+Every estimator is seeded.
 """
 
 from __future__ import annotations
@@ -127,22 +127,23 @@ class TorchMLP:
     """MLP (256, 256, ReLU) with scikit-learn's initialisation and L2 penalty, trained fast.
 
     Same architecture and loss as the reference ``MLPClassifier`` (Glorot-uniform weights,
-    Adam, L2 α = 1e-4), but mini-batches of 512 with learning rate 3e-3 for 12 epochs instead
-    of batches of 200 for up to 200 epochs (and at least 120 steps on small tables): a fixed
-    budget ~25x smaller. On well-separated codes
-    the accuracies agree with the reference within 0.01; on codes where the reference MLP
-    overfits (noisy codes, 200 epochs) this one generalises better and can score a few points
-    higher. The caller fits factors in parallel.
+    Adam, L2 α = 1e-4), but mini-batches of 512 for 20 epochs (at least 120 steps on small
+    tables) with a learning rate of 3e-2 decaying linearly to 0, instead of batches of 200 for
+    up to 200 epochs at 1e-3: ~10x fewer steps. Measured on the paper's example codes (first
+    7,504 rows): every accuracy within 0.015 of the reference except the hardest one (scale from
+    the pruned code, 0.62 vs 0.66 — a task on which both MLPs move by a few points with the
+    seed). A constant learning rate or 12 epochs left that factor at 0.36. The caller fits
+    factors in parallel.
     """
 
     def __init__(
         self,
         hidden=(256, 256),
         *,
-        epochs=12,
+        epochs=20,
         min_steps=120,
         batch_size=512,
-        lr=3e-3,
+        lr=3e-2,
         alpha=1e-4,
         seed=0,
     ):
@@ -175,6 +176,9 @@ class TorchMLP:
         # a fixed epoch count starves small tables of updates: insist on min_steps steps too
         steps_per_epoch = -(-n // self.batch_size)
         epochs = max(self.epochs, -(-self.min_steps // steps_per_epoch))
+        # the learning rate decays linearly to 0: a high rate early, a converged end
+        total = epochs * steps_per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / total))
         for _ in range(epochs):
             perm = torch.randperm(n, generator=gen)
             for start in range(0, n, self.batch_size):
@@ -184,6 +188,7 @@ class TorchMLP:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                sched.step()
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
