@@ -63,7 +63,8 @@ def image_rows_figure(rows: Sequence[tuple[str, np.ndarray]], title: str):
     grid = montage([imgs for _, imgs in rows])
     h = np.asarray(rows[0][1]).shape[2] + 2
     ncols = max(len(imgs) for _, imgs in rows)
-    width, height = 0.75 * ncols + 1.3, 0.75 * len(rows) + 0.6
+    label_in = max(1.2, 0.075 * max(len(lbl) for lbl, _ in rows) + 0.3)  # room for the labels
+    width, height = 0.75 * ncols + label_in + 0.1, 0.75 * len(rows) + 0.6
     fig, ax = plt.subplots(figsize=(width, height))
     ax.imshow(grid, interpolation="nearest")
     ax.set_xticks([])
@@ -72,7 +73,7 @@ def image_rows_figure(rows: Sequence[tuple[str, np.ndarray]], title: str):
     for spine in ax.spines.values():
         spine.set_visible(False)
     ax.set_title(title, fontsize=9)
-    fig.subplots_adjust(left=1.2 / width, right=0.99, top=1 - 0.4 / height, bottom=0.05 / height)
+    fig.subplots_adjust(left=label_in / width, right=0.99, top=1 - 0.4 / height, bottom=0.05 / height)
     return fig
 
 
