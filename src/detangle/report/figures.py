@@ -153,7 +153,8 @@ def curves_figure(series: Mapping[str, Sequence[Mapping]], title: str):
             pts = [(r["step"], r[key]) for r in recs if key in r and "step" in r]
             if pts:
                 x, y = zip(*pts)
-                ax.plot(x, y, label=name, linewidth=1.2)
+                ax.plot(x, y, label=name, linewidth=1.2, marker="o" if len(x) < 20 else None,
+                        markersize=3)  # a short run logs few points: show them
         ax.set_xlabel("step")
         ax.set_title(label, fontsize=9)
         ax.grid(alpha=0.3)
