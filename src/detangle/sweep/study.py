@@ -33,7 +33,7 @@ Format (keys not listed raise ``ValueError`` naming the valid ones)::
         warmup: 50000              # β warm-up steps (paper: 50k)
         batch_size: 64
         lr: 1.0e-4
-        set: {}                    # extra dotted TrainConfig overrides, e.g. {"optim.clip": 1.0}
+        set: {}                    # extra dotted TrainConfig overrides, e.g. {"optim.grad_clip": 1.0}
     transfers:
       - source: color-dsprites
         targets: [noisy-color-dsprites, shapes3d]
