@@ -55,7 +55,7 @@ class SourceSpec:
 @dataclass
 class FinetuneSpec:
     mode: str = "all"
-    steps: int = 1500
+    steps: int = 500
     beta: float = 1.0
     lr: float = 5e-4
     batch_size: int = 64
