@@ -10,7 +10,17 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
+def _find_reference_dir() -> Path:
+    """``$DETANGLE_REFERENCE_DIR``, else the nearest ``shared/reference`` above the checkout."""
+    if os.environ.get("DETANGLE_REFERENCE_DIR"):
+        return Path(os.environ["DETANGLE_REFERENCE_DIR"])
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "shared" / "reference").is_dir():
+            return parent / "shared" / "reference"
+    return Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+
+REFERENCE_DIR = _find_reference_dir()
 
 
 @pytest.fixture
@@ -19,10 +29,6 @@ def reference_dir() -> Path:
     if not REFERENCE_DIR.is_dir():
         pytest.skip("reference folder ../shared/reference is absent")
     return REFERENCE_DIR
-
-
-class ToyGrid:
-    """A tiny complete or incomplete factor grid whose images encode their factors."""
 
 
 @pytest.fixture

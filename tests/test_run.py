@@ -104,14 +104,15 @@ def test_missing_real_targets_are_skipped_with_the_reason(tmp_path):
 def test_job_clock_estimates_time_left_from_measured_rates():
     from detangle.cli.run import JobClock
 
-    preset = load_preset("quick")  # 3000 steps x 64 pairs; fine-tuning 1500 x 64 images
+    preset = load_preset("quick")  # 3000 steps x 64 pairs; fine-tuning 500 x 64 images
     clock = JobClock(preset, n_runs=1, n_targets=3)
-    assert clock.source_images == 3000 * 64 * 2
+    assert clock.source_images == preset.source.steps * preset.source.batch_size * 2
+    finetune_images = preset.finetune.steps * preset.finetune.batch_size
     first = clock.header("train source")
     assert first.startswith("[stage 1/6, 0:00 elapsed]") and "left" not in first
     clock.spent = {"images": [10.0, 1000], "evals": [30.0, 2]}  # 10 ms per image, 15 s per eval
-    line = clock.header("evaluate source")  # left: 2 evals + 3 x (96,000 images + 2 evals)
-    expected = 2 * 15 + 3 * (1500 * 64 * 0.01 + 2 * 15)
+    line = clock.header("evaluate source")  # left: 2 evals + 3 x (fine-tuning images + 2 evals)
+    expected = 2 * 15 + 3 * (finetune_images * 0.01 + 2 * 15)
     assert f"about {int(expected) // 60}:{int(expected) % 60:02d} left" in line
     assert line.startswith("[stage 2/6")
     with clock.measure(images=500, evals=0):
