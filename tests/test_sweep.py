@@ -143,9 +143,12 @@ def test_run_state_from_the_folder(tmp_path):
     assert lock.acquire()
     assert st.run_state(run).state == st.RUNNING
     assert not st.RunLock(run).acquire()  # a live lock is exclusive
-    time.sleep(0.2)
-    beat = json.loads((run / st.LOCK_FILE).read_text())["heartbeat"]
-    assert time.time() - beat < 0.2  # the heartbeat thread keeps it fresh
+    first = json.loads((run / st.LOCK_FILE).read_text())["heartbeat"]
+    beat, deadline = first, time.time() + 10.0  # generous: CI machines are loaded
+    while beat == first and time.time() < deadline:
+        time.sleep(0.05)
+        beat = json.loads((run / st.LOCK_FILE).read_text())["heartbeat"]
+    assert beat > first  # the heartbeat thread keeps it fresh
     assert st.run_state(run, now=beat + st.STALE_AFTER_S + 1).state == st.TODO  # a silent lock goes stale
     lock.release()
     assert not (run / st.LOCK_FILE).exists()
@@ -214,7 +217,7 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, monkeypatc
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     folders = [study.out / r.folder for r in study.runs]
-    deadline = time.time() + 60
+    deadline = time.time() + 180  # generous: CI machines are loaded
     while sum((f / st.DONE_FILE).exists() for f in folders) < 2 and time.time() < deadline:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # like a lost terminal: no clean-up at all
