@@ -74,7 +74,7 @@ def test_rerun_skips_finished_stages(smoke_run, monkeypatch, capsys):
 def test_presets_load_and_round_trip(tmp_path, capsys):
     quick, paper = load_preset("quick"), load_preset("paper")
     assert quick.source.dataset == "color-dsprites" and quick.targets == TARGETS
-    assert quick.source.steps == 3000 and quick.source.lr == 5e-4 and quick.source.arch == "locatello"
+    assert quick.source.steps == 3000 and quick.source.lr == 1e-3 and quick.source.arch == "locatello"
     assert paper.source.betas == (1.0, 2.0) and len(paper.source.seeds) == 10
     assert (paper.source.steps, paper.source.warmup_steps, paper.finetune.steps) == (400000, 50000, 50000)
     assert paper.eval.n == 15008 and paper.finetune.lr == 1e-4

@@ -47,7 +47,7 @@ class SourceSpec:
     seeds: tuple[int, ...] = (0,)
     steps: int = 3000
     warmup_steps: int = 0
-    lr: float = 5e-4
+    lr: float = 1e-3
     batch_size: int = 64
     grad_clip: float | None = 1.0
 
