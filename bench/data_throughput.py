@@ -26,7 +26,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import inspect  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -36,7 +35,7 @@ import numpy as np  # noqa: E402
 
 from detangle.cli.common import format_table  # noqa: E402
 from detangle.data.pairs import sample_pairs  # noqa: E402
-from detangle.data.registry import available_datasets, dataset_class, get_dataset  # noqa: E402
+from detangle.data.registry import datasets_without_root, get_dataset  # noqa: E402
 
 BATCH = 64
 #: images/s targets of the issue, per dataset name
@@ -47,13 +46,7 @@ TARGETS = {
 
 
 def rootless_datasets() -> list[str]:
-    """Available datasets whose constructor does not require ``root``."""
-    names = []
-    for name in available_datasets():
-        root = inspect.signature(dataset_class(name)).parameters.get("root")
-        if root is None or root.default is not inspect.Parameter.empty:
-            names.append(name)
-    return names
+    return datasets_without_root()
 
 
 def parse_roots(items: list[str]) -> dict[str, str]:

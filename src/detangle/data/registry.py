@@ -6,12 +6,11 @@ listing datasets) never pulls in optional dependencies. The name is the CLI valu
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
 from detangle.data.base import FactorDataset
-from detangle.errors import UnknownNameError
+from detangle._registry import lookup
 
 DATASETS: dict[str, str] = {
     # synthetic, generated (issue: foundation)
@@ -38,10 +37,7 @@ DATASETS: dict[str, str] = {
 
 def dataset_class(name: str) -> type[FactorDataset]:
     """The class registered under ``name``; unknown names list the valid ones."""
-    if name not in DATASETS:
-        raise UnknownNameError("dataset", name, DATASETS)
-    module_name, attr = DATASETS[name].split(":")
-    return getattr(importlib.import_module(module_name), attr)
+    return lookup("dataset", name, DATASETS)
 
 
 def available_datasets() -> list[str]:
@@ -53,6 +49,16 @@ def available_datasets() -> list[str]:
         except (ImportError, AttributeError):
             continue
         names.append(name)
+    return names
+
+
+def datasets_without_root() -> list[str]:
+    """Available datasets whose constructor does not require ``root`` (the generated ones)."""
+    names = []
+    for name in available_datasets():
+        root = inspect.signature(dataset_class(name)).parameters.get("root")
+        if root is None or root.default is not inspect.Parameter.empty:
+            names.append(name)
     return names
 
 

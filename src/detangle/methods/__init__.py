@@ -7,10 +7,9 @@ options raise errors that list the valid ones.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 
-from detangle.errors import UnknownNameError
+from detangle._registry import lookup
 
 METHODS: dict[str, str] = {
     "beta-vae": "detangle.methods.beta_vae:BetaVAE",
@@ -21,10 +20,7 @@ METHODS: dict[str, str] = {
 
 
 def method_class(name: str):
-    if name not in METHODS:
-        raise UnknownNameError("method", name, METHODS)
-    module_name, attr = METHODS[name].split(":")
-    return getattr(importlib.import_module(module_name), attr)
+    return lookup("method", name, METHODS)
 
 
 def build_method(name: str, **options):

@@ -7,9 +7,7 @@ imported on first use, so importing detangle does not import torch.
 
 from __future__ import annotations
 
-import importlib
-
-from detangle.errors import UnknownNameError
+from detangle._registry import lookup
 
 ARCHITECTURES: dict[str, str] = {
     "locatello": "detangle.models.locatello:LocatelloVAE",
@@ -19,10 +17,7 @@ ARCHITECTURES: dict[str, str] = {
 
 def model_class(arch: str):
     """The network class registered under ``arch``; unknown names list the valid ones."""
-    if arch not in ARCHITECTURES:
-        raise UnknownNameError("architecture", arch, ARCHITECTURES)
-    module_name, attr = ARCHITECTURES[arch].split(":")
-    return getattr(importlib.import_module(module_name), attr)
+    return lookup("architecture", arch, ARCHITECTURES)
 
 
 def build_model(arch: str, in_channels: int, latent_dim: int):
