@@ -80,7 +80,18 @@ class Preset:
     real_targets: tuple[str, ...] = ()
     finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
     eval: EvalSettings = field(default_factory=EvalSettings)
+    #: downstream classifiers of the transfer evaluations (before/after) when they differ from
+    #: ``eval.downstream_models``: the paper's transfer tables read GBT only, and on CPU the
+    #: MLPs cost more than the rest of an evaluation together (None: as ``eval``)
+    transfer_downstream_models: tuple[str, ...] | None = None
     run: RunSettings = field(default_factory=RunSettings)
+
+    def transfer_eval(self) -> EvalSettings:
+        """The evaluation settings of the transfers (``eval`` with the transfer classifiers)."""
+        if self.transfer_downstream_models is None:
+            return self.eval
+        return dataclasses.replace(self.eval,
+                                   downstream_models=tuple(self.transfer_downstream_models))
 
 
 def load_preset(name_or_path: str) -> Preset:
@@ -119,6 +130,7 @@ def smoke(preset: Preset) -> Preset:
     p.eval = dataclasses.replace(preset.eval, n=160, metrics=("omes", "dci", "mig", "downstream"),
                                  downstream_models=("gbt", "gbt_pruned"), backend="fast",
                                  batch_size=160)
+    p.transfer_downstream_models = None
     p.run = dataclasses.replace(preset.run, log_every=2, precision="fp32")
     return p
 
@@ -266,7 +278,7 @@ def run_job(preset: Preset, out: str | Path, *, data_root: str | None = None,
                 batch_size=preset.finetune.batch_size, seed=seed,
                 heldout_fraction=preset.finetune.heldout_fraction, data_root=root,
                 device=preset.run.device, precision=preset.run.precision, threads=threads,
-                log_every=preset.run.log_every, eval=preset.eval,
+                log_every=preset.run.log_every, eval=preset.transfer_eval(),
             )
             transfer(tcfg, out / "transfers" / f"{run_dir.name}--{target}", progress=progress)
     header("report")
