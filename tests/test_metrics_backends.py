@@ -182,3 +182,23 @@ def test_split_is_the_first_ceil_fraction_of_rows():
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match="train_fraction"):
             split_rows(10, bad)
+
+
+# ------------------------------------------------------------------ the fast MLP
+def test_torch_mlp_stops_once_separated_and_is_seeded():
+    """A separable task stops after its first error-free epoch; a noisy one trains every epoch
+    (min_steps keeps small tables from starving); the same seed gives the same classifier."""
+    from detangle.metrics.classifiers import TorchMLP
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 600)
+    x = np.stack([y * 4.0 + rng.normal(0, 0.1, 600), rng.normal(size=600)], axis=1)
+    easy = TorchMLP(seed=1, epochs=40).fit(x, y)
+    assert easy.n_epochs_ < 40 and np.all(easy.predict(x) == y)
+    noisy_y = rng.integers(0, 3, 600)  # labels unrelated to x: never separated
+    hard = TorchMLP(seed=1, epochs=6, min_steps=12, batch_size=300).fit(x, noisy_y)
+    assert hard.n_epochs_ == 6
+    again = TorchMLP(seed=1, epochs=6, min_steps=12, batch_size=300).fit(x, noisy_y)
+    assert np.array_equal(hard.predict(x), again.predict(x))
+    longer = TorchMLP(seed=1, epochs=4, min_steps=12 * 3, batch_size=300).fit(x, noisy_y)
+    assert longer.n_epochs_ == 18  # 36 steps of 2 batches: the step floor wins over epochs

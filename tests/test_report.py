@@ -244,3 +244,21 @@ def test_source_that_did_not_learn_fails_the_floor_finding(tmp_path):
     write_json(floor, data)
     verdict = source_beats_floor(source_groups(collect_results(tmp_path)))
     assert verdict.verdict == "does not hold" and len(verdict.evidence) == 2
+
+
+def test_a_saturated_target_is_not_counted_for_the_finetuning_finding():
+    """A target read at >= 0.98 zero-shot cannot rise: listed as saturated, not counted."""
+    from types import SimpleNamespace
+
+    from detangle.report.findings import finetuning_raises_accuracy
+
+    def group(title, before, delta):
+        return SimpleNamespace(title=title, stats=lambda key: (Stat(before, 0.0, 1),
+                                                                Stat(delta, 0.0, 1)))
+
+    f = finetuning_raises_accuracy([group("a", 0.40, 0.1), group("coins", 0.995, -0.004)])
+    assert f.verdict == "holds" and "saturated zero-shot, not counted" in f.evidence[1]
+    f = finetuning_raises_accuracy([group("coins", 0.995, -0.004)])
+    assert f.verdict == "not tested"
+    f = finetuning_raises_accuracy([group("a", 0.40, 0.1), group("b", 0.5, -0.01)])
+    assert f.verdict == "partly holds"

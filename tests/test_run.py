@@ -118,3 +118,20 @@ def test_job_clock_estimates_time_left_from_measured_rates():
     with clock.measure(images=500, evals=0):
         pass
     assert clock.spent["images"][1] == 1500
+
+
+def test_job_clock_counts_measured_transfers_for_the_rest():
+    """After one transfer ran, the remaining transfers are estimated at its measured time (the
+    source's evaluation rate overestimated them when transfers use fewer classifiers); a
+    transfer skipped as finished does not count."""
+    from detangle.cli.run import JobClock
+
+    clock = JobClock(load_preset("quick"), n_runs=1, n_targets=3)
+    clock.spent = {"images": [10.0, 1000], "evals": [30.0, 2]}
+    for _ in range(3):  # train, evaluate, first transfer
+        clock.header("stage")
+    with clock.measure(images=0, evals=0, transfer=True):  # skipped: finished before
+        pass
+    assert clock.transfer_seconds == []
+    clock.transfer_seconds = [100.0]
+    assert clock.header("second transfer").endswith("about 3:20 left] second transfer")

@@ -181,22 +181,25 @@ def find_real_targets(preset: Preset, data_root: str | None, say) -> list[tuple[
 class JobClock:
     """Stage headers with the elapsed time and, once the source has been trained and evaluated,
     an estimate of the time left: seconds per training image and per evaluation, as measured in
-    this job, times the training images and evaluations still to come."""
+    this job, times the training images and evaluations still to come. Once a transfer has run,
+    the transfers still to come count its measured time instead (their evaluations may use
+    fewer classifiers than the source's: see ``Preset.transfer_downstream_models``)."""
 
     def __init__(self, preset: Preset, n_runs: int, n_targets: int):
         s, f = preset.source, preset.finetune
         self.source_images = s.steps * s.batch_size * (1 if s.method == "beta-vae" else 2)
         finetune_images = 0 if f.mode == "none" else f.steps * f.batch_size
         evals_per_transfer = 1 if f.mode == "none" else 2
-        # remaining work per stage, in order: (training images, evaluations)
+        # remaining work per stage, in order: (training images, evaluations, is a transfer)
         self.plan = []
         for _ in range(n_runs):
-            self.plan += [(self.source_images, 0), (0, 2)]
-            self.plan += [(finetune_images, evals_per_transfer)] * n_targets
-        self.plan.append((0, 0))  # the report
+            self.plan += [(self.source_images, 0, False), (0, 2, False)]
+            self.plan += [(finetune_images, evals_per_transfer, True)] * n_targets
+        self.plan.append((0, 0, False))  # the report
         self.total = len(self.plan)
         self.t0 = time.perf_counter()
         self.spent = {"images": [0.0, 0], "evals": [0.0, 0]}
+        self.transfer_seconds: list[float] = []  # transfers that ran (not skipped)
 
     def header(self, text: str) -> str:
         stage = self.total - len(self.plan) + 1
@@ -214,13 +217,21 @@ class JobClock:
         (ti, ni), (te, ne) = self.spent["images"], self.spent["evals"]
         if not ni or not ne:
             return None
-        return sum(images * ti / ni + evals * te / ne for images, evals in self.plan)
+        per_transfer = (sum(self.transfer_seconds) / len(self.transfer_seconds)
+                        if self.transfer_seconds else None)
+        return sum(per_transfer if transfer and per_transfer is not None
+                   else images * ti / ni + evals * te / ne
+                   for images, evals, transfer in self.plan)
 
     @contextlib.contextmanager
-    def measure(self, images: int, evals: int):
+    def measure(self, images: int, evals: int, transfer: bool = False):
         start = time.perf_counter()
         yield
         took = time.perf_counter() - start
+        if transfer:
+            if images or evals:  # zero: the transfer was finished before and skipped
+                self.transfer_seconds.append(took)
+            return
         key, amount = ("images", images) if images else ("evals", evals)
         if amount:
             self.spent[key][0] += took
@@ -280,7 +291,10 @@ def run_job(preset: Preset, out: str | Path, *, data_root: str | None = None,
                 device=preset.run.device, precision=preset.run.precision, threads=threads,
                 log_every=preset.run.log_every, eval=preset.transfer_eval(),
             )
-            transfer(tcfg, out / "transfers" / f"{run_dir.name}--{target}", progress=progress)
+            folder = out / "transfers" / f"{run_dir.name}--{target}"
+            last = folder / ("before" if preset.finetune.mode == "none" else "after")
+            with clock.measure(images=0 if is_complete(last) else 1, evals=0, transfer=True):
+                transfer(tcfg, folder, progress=progress)
     header("report")
     report = build_report(out)
     el = int(time.perf_counter() - t0)
