@@ -69,6 +69,7 @@ class Spec:
     chance: dict = field(default_factory=dict)  # key -> (chance level, tolerance) on noise
     above_noise: tuple = ()  # keys without a calibrated chance: perfect must beat noise by 0.2
     permutation_tol: float = 1e-9  # classifier-based metrics: initialisation follows columns
+    permutation_tol_prefix: dict = field(default_factory=dict)  # key prefix -> its own tolerance
     options: dict = field(default_factory=dict)  # extra keyword arguments for every call
     upper: Callable[[str], float] = lambda key: 1.0
 
@@ -119,6 +120,10 @@ SPECS = [
                  "gbt_single.min_test_accuracy": 0.95, "gbt_pruned.min_test_accuracy": 0.95},
         chance=downstream_chance(),
         permutation_tol=0.05,  # 120 test rows: one row is 0.008
+        # the MLP on the rotated code's OMES-pruned part (2 of 3 mixed dimensions) reads an
+        # information-limited task; its accuracy spreads 0.87-0.96 over seeds 0-3 (measured), and
+        # permuting the columns changes its initialisation like a new seed does
+        permutation_tol_prefix={"mlp_pruned.": 0.1},
         options=FAST,
     ),
 ]
@@ -157,7 +162,9 @@ def test_permuting_dimensions_changes_nothing(spec):
     base, perm = scores(spec.name, "rotated"), scores(spec.name, "rotated", permuted=True)
     assert base.keys() == perm.keys()
     for key in base:
-        assert perm[key] == pytest.approx(base[key], abs=spec.permutation_tol), key
+        tol = next((t for p, t in spec.permutation_tol_prefix.items() if key.startswith(p)),
+                   spec.permutation_tol)
+        assert perm[key] == pytest.approx(base[key], abs=tol), key
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
