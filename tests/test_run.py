@@ -135,3 +135,17 @@ def test_job_clock_counts_measured_transfers_for_the_rest():
     assert clock.transfer_seconds == []
     clock.transfer_seconds = [100.0]
     assert clock.header("second transfer").endswith("about 3:20 left] second transfer")
+
+
+def test_quick_preset_evaluates_transfers_with_gbt_only(tmp_path, capsys):
+    """The source and its floor get every metric; the transfers the GBT classifiers their
+    tables read (the MLPs would cost more than the rest of a CPU evaluation)."""
+    quick = load_preset("quick")
+    assert quick.eval.n == 15008 and quick.eval.downstream_models is None
+    assert quick.transfer_eval().downstream_models == ("gbt", "gbt_pruned", "gbt_single")
+    assert quick.transfer_eval().n == quick.eval.n
+    assert smoke(quick).transfer_eval() == smoke(quick).eval
+    assert main(["run", "--preset", "quick", "--show-preset"]) == 0
+    (tmp_path / "quick.json").write_text(capsys.readouterr().out)
+    again = load_preset(str(tmp_path / "quick.json"))
+    assert again.transfer_eval() == quick.transfer_eval()
