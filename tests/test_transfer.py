@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -197,6 +199,18 @@ def test_transfer_before_after_on_heldout_then_skip(tmp_path, source_runs, monke
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
     with pytest.raises(ValueError, match="different transfer: beta"):
         transfer(tcfg(source_runs[1], beta=4.0), out, progress=quiet(), dataset=Squares(1))
+    # the source folder moved (same name, same training config): still the same transfer
+    import shutil
+
+    moved = tmp_path / "elsewhere" / Path(source_runs[1]).name
+    shutil.copytree(source_runs[1], moved)
+    res = transfer(tcfg(moved), out, progress=quiet(), dataset=Squares(1))
+    assert res["after"]["kind"] == "after" and stamps == {p: p.stat().st_mtime_ns for p in stamps}
+    # another source under the same folder name is not
+    other = tmp_path / "other" / Path(source_runs[1]).name
+    shutil.copytree(source_runs[3], other)
+    with pytest.raises(ValueError, match="different transfer: source"):
+        transfer(tcfg(other), out, progress=quiet(), dataset=Squares(1))
 
 
 def test_channel_adaptation_inside_transfer(tmp_path, source_runs):

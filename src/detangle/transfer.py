@@ -276,13 +276,30 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _check_same_config(out: Path, cfg: TransferConfig) -> None:
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_same_config(out: Path, cfg: TransferConfig, source_sha256: str) -> None:
+    """Refuse to mix two transfers in one folder. The source counts as the same when its path
+    matches, or when a moved or copied folder of the same name holds the same checkpoint
+    (re-running a job in its new place must not redo its finished transfers)."""
     path = out / "transfer.json"
     if not path.is_file():
         return
-    saved, given = _flat(read_json(path).get("config", {})), _flat(to_dict(cfg))
+    record = read_json(path)
+    saved, given = _flat(record.get("config", {})), _flat(to_dict(cfg))
+    moved = (Path(str(saved.get("source", ""))).name == Path(cfg.source).name
+             and record.get("source_checkpoint_sha256") == source_sha256)
+    ignore = RUNTIME_FIELDS + (("source",) if moved else ())
     diffs = [f"{k} (saved {saved.get(k)!r}, given {given[k]!r})" for k in given
-             if k not in RUNTIME_FIELDS and saved.get(k) != given[k]]
+             if k not in ignore and saved.get(k) != given[k]]
     if diffs:
         raise ValueError(f"{out} holds a different transfer: {'; '.join(diffs)}; "
                          "choose another --out or delete the folder")
@@ -428,9 +445,12 @@ def transfer(cfg: TransferConfig, out_dir: str | Path, *,
     cfg = cfg.validate().resolved()
     out = Path(out_dir)
     progress = progress or StageProgress(prefix=f"[{Path(cfg.source).name} -> {cfg.target}] ")
-    _check_same_config(out, cfg)
     source = Path(cfg.source)
     model, src_cfg = load_source(source)
+    from detangle.train.checkpoint import checkpoint_path
+
+    source_sha256 = _file_sha256(checkpoint_path(source))
+    _check_same_config(out, cfg, source_sha256)
     target = dataset if dataset is not None else target_dataset(cfg.target, cfg.data_root)
     channels = int(target.image_shape[0])
     if cfg.compat and model.in_channels != channels and cfg.finetune != "none":
@@ -445,7 +465,8 @@ def transfer(cfg: TransferConfig, out_dir: str | Path, *,
         eval_set = CombinationSubset(target, "heldout", cfg.heldout_fraction, cfg.split_seed)
         split = f"held-out combinations ({cfg.heldout_fraction:.0%} of the grid, split seed {cfg.split_seed})"
     write_json(out / "transfer.json", {"config": to_dict(cfg), "channel_rule": rule,
-                                       "eval_split": split, "source_config": to_dict(src_cfg)})
+                                       "eval_split": split, "source_config": to_dict(src_cfg),
+                                       "source_checkpoint_sha256": source_sha256})
     info_t = {"source_dataset": src_cfg.data.dataset, "target": cfg.target, "finetune": cfg.finetune,
               "steps": cfg.steps, "beta": cfg.beta, "lr": cfg.lr, "seed": cfg.seed,
               "compat": cfg.compat, "eval_split": split, "channel_rule": rule,
