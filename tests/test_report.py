@@ -104,6 +104,7 @@ def test_cells_read_before_plus_delta():
     assert cell_text(Stat(0.5, 0.0, 1), None) == "0.50"
     assert cell_text(None, None) == ""
     assert Stat.of([1.0, 3.0, float("nan")]) == Stat(2.0, 1.0, 2)
+    assert cell_text(Stat(0.999, 0.0, 1), Stat(-0.004, 0.0, 1)) == "1.00 (+0.00)"  # not -0.00
 
 
 def test_transfer_table_means_over_seeds(tmp_path):

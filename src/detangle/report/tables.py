@@ -64,7 +64,8 @@ class Stat:
 
     def text(self, signed: bool = False) -> str:
         fmt = "{:+.2f}" if signed else "{:.2f}"
-        out = fmt.format(self.mean)
+        mean = 0.0 if round(self.mean, 2) == 0 else self.mean  # no "-0.00" for a tiny loss
+        out = fmt.format(mean)
         if self.n > 1:
             out += " ± {:.2f}".format(self.std)
         return out
