@@ -84,3 +84,20 @@ def test_cli_exit_code_for_a_truncated_file(tmp_path, capsys):
     code = main(["datasets", "show", "mpi3d-real", "--root", str(data_root),
                  "--out", str(tmp_path / "x.png")])
     assert code == 2 and "mpi3d_real.npz" in capsys.readouterr().err
+
+
+def test_zip_member_memmap_maps_stored_and_refuses_what_it_cannot_map(tmp_path):
+    """The shared npz reader (dSprites and MPI3D): a stored member is mapped in place, a
+    compressed one gives None, a Fortran-ordered one and a missing one raise."""
+    from detangle.data._npz import zip_member_memmap
+
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    np.savez(tmp_path / "s.npz", a=a, f=np.asfortranarray(a.astype(np.int16)))
+    np.savez_compressed(tmp_path / "c.npz", a=a)
+    mapped = zip_member_memmap(tmp_path / "s.npz", "a.npy")
+    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, a)
+    assert zip_member_memmap(tmp_path / "c.npz", "a.npy") is None
+    with pytest.raises(ValueError, match="Fortran"):
+        zip_member_memmap(tmp_path / "s.npz", "f.npy")
+    with pytest.raises(KeyError):
+        zip_member_memmap(tmp_path / "s.npz", "missing.npy")

@@ -21,13 +21,13 @@ posY fastest, which is exactly :class:`~detangle.data.base.FactorDataset`'s inde
 from __future__ import annotations
 
 import os
-import struct
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from detangle.data import _dsprites_raster as raster
+from detangle.data._npz import read_npy_header, zip_member_memmap
 from detangle.data.base import FactorDataset
 from detangle.errors import DataLayoutError
 from detangle.io import atomic_path
@@ -129,7 +129,10 @@ class DSprites(FactorDataset):
         """``imgs``: memory-mapped when stored uncompressed, else read once on first use
         (the full array is 3 GB; the public file is compressed)."""
         if self._imgs is None:
-            self._imgs = _memmap_stored_npy(self._path, "imgs.npy")
+            try:
+                self._imgs = zip_member_memmap(self._path, "imgs.npy")
+            except ValueError:  # Fortran order, an object array, an odd header: np.load reads it
+                self._imgs = None
         if self._imgs is None:
             with np.load(self._path, allow_pickle=False) as data:
                 self._imgs = data["imgs"]
@@ -215,33 +218,6 @@ def _write_npy_header(f, shape: tuple[int, ...], dtype) -> None:
     np.lib.format.write_array_header_2_0(f, header)
 
 
-def _read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
-    return np.lib.format.read_array_header_2_0(f)
-
-
-def _memmap_stored_npy(path: Path, member: str) -> np.ndarray | None:
-    """Memory-map an npz member stored without compression; ``None`` when it is compressed."""
-    with zipfile.ZipFile(path) as zf:
-        info = zf.getinfo(member)
-    if info.compress_type != zipfile.ZIP_STORED:
-        return None
-    with open(path, "rb") as f:
-        f.seek(info.header_offset)
-        local = f.read(30)  # zip local file header: name and extra-field lengths at 26..30
-        if local[:4] != b"PK\x03\x04":
-            return None
-        name_len, extra_len = struct.unpack("<HH", local[26:30])
-        f.seek(info.header_offset + 30 + name_len + extra_len)
-        shape, fortran, dtype = _read_npy_header(f)
-        offset = f.tell()
-    if fortran or np.dtype(dtype).hasobject:
-        return None
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape))
-
-
 def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Shape and dtype of every array of an npz, read from the .npy headers only.
 
@@ -258,7 +234,7 @@ def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.
                 if not name.endswith(".npy"):
                     continue
                 with zf.open(name) as f:
-                    shape, _, dtype = _read_npy_header(f)
+                    shape, _, dtype = read_npy_header(f)
                 out[name[: -len(".npy")]] = (tuple(shape), np.dtype(dtype))
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise DataLayoutError(path, f"not a readable npz archive ({exc})", EXPECTED_LAYOUT) from exc

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from detangle.data import cache as cache_mod
+from detangle.data._npz import read_npy_header, zip_member_memmap
 from detangle.data._augment import check_channels, convert_channels
 from detangle.data.base import FactorDataset
 from detangle.errors import DataLayoutError
@@ -30,45 +31,6 @@ MPI3D_FACTORS = (
     "background_color", "horizontal_axis", "vertical_axis",
 )
 MPI3D_SIZES = (6, 6, 2, 3, 3, 40, 40)
-
-
-def _read_npy_header(f):
-    """(shape, fortran_order, dtype) of the ``.npy`` stream at ``f``'s position."""
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(f)
-    raise ValueError(f"unsupported .npy format version {version}")
-
-
-def _zip_member_memmap(path: Path, member: str) -> np.ndarray | None:
-    """Memory-map an uncompressed ``.npy`` member of a zip file; ``None`` if it is compressed.
-
-    The member's bytes follow its local header (30 bytes + name + extra field); the ``.npy``
-    header that starts them gives dtype, shape and order.
-    """
-    with zipfile.ZipFile(path) as zf:
-        info = zf.getinfo(member)
-        if info.compress_type != zipfile.ZIP_STORED:
-            return None
-    with open(path, "rb") as f:
-        f.seek(info.header_offset)
-        local = f.read(30)
-        if local[:4] != b"PK\x03\x04":
-            raise ValueError("bad local file header")
-        name_len = int.from_bytes(local[26:28], "little")
-        extra_len = int.from_bytes(local[28:30], "little")
-        start = info.header_offset + 30 + name_len + extra_len
-        f.seek(start)
-        shape, fortran, dtype = _read_npy_header(f)
-        offset = f.tell()
-    if fortran:
-        raise ValueError("Fortran-ordered array")
-    needed = offset + int(np.prod(shape)) * dtype.itemsize
-    if os.path.getsize(path) < needed:
-        raise ValueError(f"archive ends before the end of '{member}' ({needed} bytes needed)")
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
 class _MPI3D(FactorDataset):
@@ -111,7 +73,7 @@ class _MPI3D(FactorDataset):
         if not self.path.is_file():
             raise DataLayoutError(self.path, f"{self.name} file not found", layout)
         try:
-            arr = _zip_member_memmap(self.path, "images.npy")
+            arr = zip_member_memmap(self.path, "images.npy")
         except KeyError:
             raise DataLayoutError(self.path, "the archive has no 'images' array", layout) from None
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
@@ -124,7 +86,7 @@ class _MPI3D(FactorDataset):
     def _unpacked(self, cache_dir, layout: str) -> np.ndarray:
         """A compressed archive (``np.savez_compressed``) is unpacked once into the cache."""
         with zipfile.ZipFile(self.path) as zf, zf.open("images.npy") as f:
-            shape, _, dtype = _read_npy_header(f)
+            shape, _, dtype = read_npy_header(f)
             if dtype != np.uint8:
                 raise DataLayoutError(self.path, f"'images' is {dtype}, expected uint8", layout)
             key = cache_mod.fingerprint_key(
