@@ -130,9 +130,12 @@ def test_job_clock_counts_measured_transfers_for_the_rest():
     clock.spent = {"images": [10.0, 1000], "evals": [30.0, 2]}
     for _ in range(3):  # train, evaluate, first transfer
         clock.header("stage")
-    with clock.measure(images=0, evals=0, transfer=True):  # skipped: finished before
+    with clock.measure(transfer=False):  # skipped: finished before
         pass
-    assert clock.transfer_seconds == []
+    assert clock.transfer_seconds == [] and clock.spent["evals"] == [30.0, 2]
+    with clock.measure(transfer=True):  # ran
+        pass
+    assert len(clock.transfer_seconds) == 1
     clock.transfer_seconds = [100.0]
     assert clock.header("second transfer").endswith("about 3:20 left] second transfer")
 

@@ -224,13 +224,14 @@ class JobClock:
                    for images, evals, transfer in self.plan)
 
     @contextlib.contextmanager
-    def measure(self, images: int, evals: int, transfer: bool = False):
+    def measure(self, images: int = 0, evals: int = 0, transfer: bool = False):
+        """Time the block: ``images`` trained, ``evals`` evaluations, or (``transfer``) one
+        whole transfer that ran; a stage skipped as finished passes nothing and counts nothing."""
         start = time.perf_counter()
         yield
         took = time.perf_counter() - start
         if transfer:
-            if images or evals:  # zero: the transfer was finished before and skipped
-                self.transfer_seconds.append(took)
+            self.transfer_seconds.append(took)
             return
         key, amount = ("images", images) if images else ("evals", evals)
         if amount:
@@ -293,7 +294,7 @@ def run_job(preset: Preset, out: str | Path, *, data_root: str | None = None,
             )
             folder = out / "transfers" / f"{run_dir.name}--{target}"
             last = folder / ("before" if preset.finetune.mode == "none" else "after")
-            with clock.measure(images=0 if is_complete(last) else 1, evals=0, transfer=True):
+            with clock.measure(transfer=not is_complete(last)):
                 transfer(tcfg, folder, progress=progress)
     header("report")
     report = build_report(out)
