@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from detangle.config import TrainConfig, apply_overrides
-from detangle.train import train
-from detangle.train.logging import read_log
+from disentkit.config import TrainConfig, apply_overrides
+from disentkit.train import train
+from disentkit.train.logging import read_log
 
 
 def main(argv=None) -> int:
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.steps, args.batch_size, args.window = 4, 4, 2
     dataset = None
-    from detangle.data.registry import available_datasets
+    from disentkit.data.registry import available_datasets
 
     if args.dataset not in available_datasets():
         import sys

@@ -5,7 +5,7 @@ et al. 2020), so the generators must outrun the network: the targets are >= 5,00
 every dSprites variant and >= 2,000 images/s for Shapes3D, on one core.
 
 For each dataset: ``images/s`` times ``sample_factors`` + ``images`` of a batch of 64, ``pairs/s``
-times ``detangle.data.pairs.sample_pairs`` (two images per pair) of 64 pairs; each figure is the
+times ``disentkit.data.pairs.sample_pairs`` (two images per pair) of 64 pairs; each figure is the
 median over repeats. ``cpu img/s`` divides by the process's CPU time instead of wall time: on a
 shared machine it is the better estimate of what one idle core would do.
 
@@ -33,9 +33,9 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from detangle.cli.common import format_table  # noqa: E402
-from detangle.data.pairs import sample_pairs  # noqa: E402
-from detangle.data.registry import datasets_without_root, get_dataset  # noqa: E402
+from disentkit.cli.common import format_table  # noqa: E402
+from disentkit.data.pairs import sample_pairs  # noqa: E402
+from disentkit.data.registry import datasets_without_root, get_dataset  # noqa: E402
 
 BATCH = 64
 #: images/s targets of the issue, per dataset name
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"batch {BATCH}, 1 thread, median of {args.repeats} repeats x {args.batches} batches")
     print(format_table(rows))
     if args.json:
-        from detangle.io import write_json
+        from disentkit.io import write_json
 
         write_json(args.json, rows)
     return 0

@@ -5,7 +5,7 @@ the speed-up measured in the same run, the largest |fast − reference| over eve
 and the time of OMES alone on N = 1,000,000 rows. Targets (issue 5): fast suite ≤ 60 s on 2
 cores, every fast value within 0.03 of the reference, OMES ≤ 2 s at N = 1,000,000.
 
-The data are the paper's own example representations (``../shared/reference/omes_example``, a
+The data are the paper's own example representations (``tests/data/omes_example``, a
 Shapes3D model: exactly 15,008 × 10 codes and 6 factors) when present, else a synthetic code of
 the same shape. Pin the cores to measure "2 cores":
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "omes_example"
+REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "data" / "omes_example"
 SHAPES3D_SIZES = (10, 10, 10, 8, 4, 15)
 
 
@@ -44,7 +44,7 @@ def load_data(source: str, quick: bool):
     if quick:
         return (*synthetic(240, (2, 3), 3), "synthetic (quick)")
     if source in ("auto", "reference") and REFERENCE.is_dir():
-        from detangle.metrics.representations import load_representations
+        from disentkit.metrics.representations import load_representations
 
         codes, factors, names = load_representations(
             REFERENCE / "representations.npz", REFERENCE / "classes.csv"
@@ -56,7 +56,7 @@ def load_data(source: str, quick: bool):
 
 
 def time_omes(n: int, quick: bool) -> float:
-    from detangle.metrics import omes
+    from disentkit.metrics import omes
 
     codes, factors, _ = synthetic(n, SHAPES3D_SIZES if not quick else (2, 3), 10, seed=1)
     start = time.perf_counter()
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from detangle.metrics import evaluate
+    from disentkit.metrics import evaluate
 
     torch.set_num_threads(1)  # parallelism comes from fitting factors side by side
     codes, factors, names, source = load_data(args.data, args.quick)
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         print(f"OMES alone, N={omes_n}: {omes_s:.2f} s")
         report["omes_large"] = {"n": omes_n, "seconds": omes_s}
     if args.json:
-        from detangle.io import write_json
+        from disentkit.io import write_json
 
         write_json(args.json, report)
     return 0

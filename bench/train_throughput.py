@@ -1,12 +1,12 @@
-"""Training throughput: detangle's step against a minimal plain-PyTorch loop (issue 4, "Speed").
+"""Training throughput: disentkit's step against a minimal plain-PyTorch loop (issue 4, "Speed").
 
 For each architecture and each arithmetic setting (precision x memory format), three loops are
 timed in one process, *alternating* round by round so that a change in machine load hits all of
 them alike:
 
   (b) plain  - a minimal PyTorch loop of the same network and loss on pre-made tensors;
-  (a0) step  - detangle's template step (Method.training_step) on the same pre-made tensors;
-  (a) full   - detangle's full step: pair rendering from the dataset (one batch ahead in a
+  (a0) step  - disentkit's template step (Method.training_step) on the same pre-made tensors;
+  (a) full   - disentkit's full step: pair rendering from the dataset (one batch ahead in a
                background thread, as the training loop does; --no-prefetch renders inline),
                transfer, template step.
 
@@ -33,10 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from detangle.methods import build_method
-from detangle.models import build_model
-from detangle.train import prepare
-from detangle.train.batches import batch_stream, draw_batch
+from disentkit.methods import build_method
+from disentkit.models import build_model
+from disentkit.train import prepare
+from disentkit.train.batches import batch_stream, draw_batch
 
 
 class _Blobs:
@@ -61,7 +61,7 @@ class _Blobs:
 
 
 def get_dataset(name: str):
-    from detangle.data.registry import available_datasets, get_dataset as get
+    from disentkit.data.registry import available_datasets, get_dataset as get
 
     if name in available_datasets():
         return get(name)
@@ -70,7 +70,7 @@ def get_dataset(name: str):
 
 
 def plain_step(model, opt, x1, x2, gen, autocast, clip):
-    """The minimal loop body: Ada-GVAE written out plainly (no detangle code)."""
+    """The minimal loop body: Ada-GVAE written out plainly (no disentkit code)."""
     with autocast():
         x = torch.cat([x1, x2])
         mu, logvar = model.encode(x)
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
                       f"{r['full']:9.0f} {row['ratio_step']:5.2f} {row['ratio_full']:5.2f} "
                       f"{sp:>7} {row['gflops_plain']:9.1f}", flush=True)
     if args.json:
-        from detangle.io import write_json
+        from disentkit.io import write_json
 
         write_json(args.json, rows)
     return 0

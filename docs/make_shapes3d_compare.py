@@ -1,7 +1,7 @@
-"""Write docs/figures/shapes3d_compare.png: real Shapes3D GIF frames above detangle's renders.
+"""Write docs/figures/shapes3d_compare.png: real Shapes3D GIF frames above disentkit's renders.
 
 Usage: python docs/make_shapes3d_compare.py [GIF] [OUT]
-(defaults: ../shared/reference/3dshapes.gif and docs/figures/shapes3d_compare.png)
+(defaults: tests/data/3dshapes.gif and docs/figures/shapes3d_compare.png)
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from detangle.data._shapes3d_reference import save_compare_figure
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))  # the GIF reader is a test helper
+
+from shapes3d_reference import save_compare_figure  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
-    gif = Path(argv[0]) if argv else HERE.parents[1] / "shared" / "reference" / "3dshapes.gif"
+    gif = Path(argv[0]) if argv else HERE.parent / "tests" / "data" / "3dshapes.gif"
     out = Path(argv[1]) if len(argv) > 1 else HERE / "figures" / "shapes3d_compare.png"
     if not gif.is_file():
         print(f"reference GIF not found: {gif}", file=sys.stderr)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real Slurm test on one machine: install a single-node Slurm from Debian's packages, start
 # munge, MariaDB, slurmdbd, slurmctld and slurmd with a throw-away configuration, run
-# experiments/quick.yaml (--smoke) through `detangle sweep run --executor slurm`, plus one source
+# experiments/quick.yaml (--smoke) through `disentkit sweep run --executor slurm`, plus one source
 # that fails on purpose (its dataset is not on disk), and check that the failed run is reported
 # failed while every other run finishes. Every daemon is stopped on exit, whatever happens.
 #
@@ -21,7 +21,7 @@ log() { printf '[slurm-test %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 die() { log "FAIL: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (it installs packages and starts system daemons)"
-"$PYTHON" -c "import detangle, submitit" || die "$PYTHON cannot import detangle and submitit (pip install -e '.[slurm]')"
+"$PYTHON" -c "import disentkit, submitit" || die "$PYTHON cannot import disentkit and submitit (pip install -e '.[slurm]')"
 
 # --- 1. packages (seconds when the archive is reachable; skipped when already installed) -------
 if ! command -v slurmctld >/dev/null || ! command -v slurmdbd >/dev/null || ! command -v mariadbd >/dev/null \
@@ -38,7 +38,7 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmdbd >/dev/null || ! co
 fi
 
 # --- 2. a throw-away tree; every daemon is stopped by the trap ----------------------------------
-TMP="$(mktemp -d /tmp/detangle-slurm.XXXXXX)"
+TMP="$(mktemp -d /tmp/disentkit-slurm.XXXXXX)"
 chmod 755 "$TMP"
 mkdir -p "$TMP"/{etc,log,state,spool,munge,munge-run,mysql,run}
 PIDS_MARIADB="" ; SWEEP_PID=""
@@ -142,7 +142,7 @@ StorageLoc=slurm_acct_db
 EOF
 chmod 600 "$TMP/etc/slurmdbd.conf"
 cat >"$TMP/etc/slurm.conf" <<EOF
-ClusterName=detangle
+ClusterName=disentkit
 SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
 SlurmctldPort=$CTLD_PORT
@@ -179,7 +179,7 @@ export SLURM_CONF="$TMP/etc/slurm.conf"
 # --- 6. daemons ------------------------------------------------------------------------------------
 slurmdbd
 wait_for 30 slurmdbd sacctmgr -n list cluster
-timeout 20 sacctmgr -i add cluster detangle >/dev/null
+timeout 20 sacctmgr -i add cluster disentkit >/dev/null
 slurmctld
 wait_for 30 slurmctld scontrol ping
 slurmd
@@ -197,10 +197,10 @@ study["transfers"].append({"source": "missing-data", "targets": ["rgbd-objects"]
 yaml.safe_dump(study, open(sys.argv[2], "w"), sort_keys=False)
 EOF
 OUT="$TMP/runs"
-log "detangle sweep run --executor slurm (smoke)"
+log "disentkit sweep run --executor slurm (smoke)"
 # in the background, in its own process group, so that a signal to this script reaches the trap
 # at once (bash defers traps while a foreground command runs) and the trap can stop the sweep
-setsid bash -c 'cd "$1" && shift && exec "$@"' _ "$TMP" "$PYTHON" -m detangle sweep run "$STUDY" \
+setsid bash -c 'cd "$1" && shift && exec "$@"' _ "$TMP" "$PYTHON" -m disentkit sweep run "$STUDY" \
   --smoke --out "$OUT" --executor slurm --slurm-time 30 --max-parallel 2 --threads 1 \
   >"$TMP/log/sweep.log" 2>&1 &
 SWEEP_PID=$!
@@ -215,8 +215,8 @@ sed 's/^/    /' "$TMP/log/sweep.log"
 # --- 8. checks: the failed run (and only it) failed, its transfer was blocked, the rest are done ---
 "$PYTHON" - "$STUDY" "$OUT" <<'EOF'
 import json, sys
-from detangle.sweep.study import load_study
-from detangle.sweep.state import run_state
+from disentkit.sweep.study import load_study
+from disentkit.sweep.state import run_state
 study = load_study(sys.argv[1], sys.argv[2], smoke=True)
 states = {r.name: run_state(study.out / r.folder).state for r in study.runs}
 bad = {n: s for n, s in states.items() if n.startswith("missing-data")}
@@ -241,13 +241,13 @@ log "sacct: job $FAILED_JOB is $SACCT_STATE"
 [ "$SACCT_STATE" = FAILED ] || die "Slurm should record the failing run's job as FAILED, found '$SACCT_STATE'"
 
 # re-running the same command submits nothing that is done (only the failed run is retried)
-( cd "$TMP" && "$PYTHON" -m detangle sweep run "$STUDY" --smoke --out "$OUT" --executor slurm \
+( cd "$TMP" && "$PYTHON" -m disentkit sweep run "$STUDY" --smoke --out "$OUT" --executor slurm \
     --slurm-time 30 --max-parallel 2 --threads 1 --no-retry-failed ) 2>&1 | tee "$TMP/log/sweep2.log" | sed 's/^/    /' || true
 grep -q "wave" "$TMP/log/sweep2.log" && die "the re-run submitted jobs although every runnable run was done"
 log "re-run submitted nothing"
 
 # the sweep's table, mean ± std over the two seeds, from the runs Slurm produced
-"$PYTHON" -m detangle aggregate "$OUT" --no-report --n-boot 200 | sed 's/^/    /'
+"$PYTHON" -m disentkit aggregate "$OUT" --no-report --n-boot 200 | sed 's/^/    /'
 grep -q "color-dsprites" "$OUT/aggregate.csv" 2>/dev/null || [ -n "${SLURM_TEST_STUDY:-}" ] \
   || die "aggregate.csv lacks the quick study's transfers"
 log "aggregate: $(($(wc -l <"$OUT/aggregate.csv") - 1)) rows in aggregate.csv"

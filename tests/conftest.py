@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny datasets made in the test, and the optional reference folder."""
+"""Shared fixtures: tiny datasets made in the test, and the reference files in ``tests/data``."""
 
 from __future__ import annotations
 
@@ -10,30 +10,19 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-def _find_reference_dir() -> Path:
-    """``$DETANGLE_REFERENCE_DIR``, else the nearest ``shared/reference`` above the checkout."""
-    if os.environ.get("DETANGLE_REFERENCE_DIR"):
-        return Path(os.environ["DETANGLE_REFERENCE_DIR"])
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "shared" / "reference").is_dir():
-            return parent / "shared" / "reference"
-    return Path(__file__).resolve().parents[2] / "shared" / "reference"
-
-
-REFERENCE_DIR = _find_reference_dir()
+#: small public files the fidelity tests read (sources and licences in ``tests/data/NOTICE.md``)
+REFERENCE_DIR = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture
 def reference_dir() -> Path:
-    """``../shared/reference`` when present; tests that need it skip cleanly otherwise."""
-    if not REFERENCE_DIR.is_dir():
-        pytest.skip("reference folder ../shared/reference is absent")
+    """``tests/data``: real dSprites/Shapes3D frames and the paper's OMES example, kept in the repo."""
     return REFERENCE_DIR
 
 
 @pytest.fixture
 def toy_dataset_cls():
-    from detangle.data.base import FactorDataset
+    from disentkit.data.base import FactorDataset
 
     class Toy(FactorDataset):
         name = "toy"

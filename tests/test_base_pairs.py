@@ -1,11 +1,11 @@
-"""The dataset contract's factor arithmetic and the weak-supervision pairs (DESIGN.md §3)."""
+"""The dataset contract's factor arithmetic and the weak-supervision pairs (docs/architecture.md, "Contracts")."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from detangle.data.pairs import sample_pair_factors, sample_pairs
+from disentkit.data.pairs import sample_pair_factors, sample_pairs
 
 
 def test_index_factor_bijection_complete(toy_dataset_cls):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from detangle.cli import main
-from detangle.config import TrainConfig, save
-from detangle.models import build_model
-from detangle.train import checkpoint as ckpt
+from disentkit.cli import main
+from disentkit.config import TrainConfig, save
+from disentkit.models import build_model
+from disentkit.train import checkpoint as ckpt
 
 
 def _state(step=3):
@@ -84,7 +84,7 @@ def test_corrupt_truncated_foreign_and_missing_checkpoints_raise_clear_errors(tm
     with pytest.raises(ckpt.CheckpointError, match="corrupt or unreadable"):
         ckpt.load_checkpoint(tmp_path)
     save_file({"weight": torch.zeros(2)}, str(path), metadata={"format": "pt"})
-    with pytest.raises(ckpt.CheckpointError, match="not a detangle checkpoint.*found 'pt'"):
+    with pytest.raises(ckpt.CheckpointError, match="not a disentkit checkpoint.*found 'pt'"):
         ckpt.load_checkpoint(tmp_path)
     path.unlink()
     with pytest.raises(ckpt.CheckpointError, match="no checkpoint in run folder"):

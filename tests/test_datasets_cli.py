@@ -1,4 +1,4 @@
-"""``detangle datasets list|show|export``, run in-process through ``detangle.cli.main``."""
+"""``disentkit datasets list|show|export``, run in-process through ``disentkit.cli.main``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detangle.cli import main
-from detangle.data.dsprites import FILENAME, DSprites
-from detangle.data.registry import available_datasets, datasets_without_root
+from disentkit.cli import main
+from disentkit.data.dsprites import FILENAME, DSprites
+from disentkit.data.registry import available_datasets, datasets_without_root
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

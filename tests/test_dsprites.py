@@ -7,9 +7,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from detangle.data import _dsprites_raster as raster
-from detangle.data.dsprites import FILENAME, DSprites, factor_values
-from detangle.errors import DataLayoutError
+from disentkit.data import _dsprites_raster as raster
+from disentkit.data.dsprites import FILENAME, DSprites, factor_values
+from disentkit.errors import DataLayoutError
 
 SIZES = (1, 3, 6, 40, 32, 32)
 

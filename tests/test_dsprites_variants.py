@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detangle.data.dsprites import DSprites
-from detangle.data.dsprites_variants import (
+from disentkit.data.dsprites import DSprites
+from disentkit.data.dsprites_variants import (
     CROP,
     PALETTE,
     ColorDSprites,
@@ -17,7 +17,7 @@ from detangle.data.dsprites_variants import (
     scream_texture,
     uniform_noise,
 )
-from detangle.data.registry import get_dataset
+from disentkit.data.registry import get_dataset
 
 VARIANTS = {
     "white-dsprites": (WhiteDSprites, 1),

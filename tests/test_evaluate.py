@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from detangle.evaluate import (
+from disentkit.evaluate import (
     EvalInfo,
     EvalSettings,
     evaluate_model,
@@ -17,8 +17,8 @@ from detangle.evaluate import (
     traversal_rows,
     versions,
 )
-from detangle.io import read_json, write_json
-from detangle.report.collect import SCHEMA, load_result
+from disentkit.io import read_json, write_json
+from disentkit.report.collect import SCHEMA, load_result
 
 from test_transfer import EVAL, Squares, _model, train_source
 
@@ -44,7 +44,7 @@ def test_evaluate_model_writes_a_complete_folder(tmp_path, monkeypatch):
     assert is_complete(tmp_path / "e")
 
     # a complete folder is returned as is, without computing anything
-    import detangle.metrics as metrics_mod
+    import disentkit.metrics as metrics_mod
 
     monkeypatch.setattr(metrics_mod, "evaluate", lambda *a, **k: pytest.fail("recomputed"))
     assert evaluate_model(model, ds, tmp_path / "e", info, EVAL) == read_json(tmp_path / "e" / "results.json")
@@ -85,8 +85,8 @@ def test_evaluate_source_and_its_untrained_floor(tmp_path):
     # the floor is the source's own initialisation: the same network at step 0
     import dataclasses
 
-    from detangle.train.checkpoint import load_run
-    from detangle.train.prepare import build_network, seeds
+    from disentkit.train.checkpoint import load_run
+    from disentkit.train.prepare import build_network, seeds
 
     _, cfg = load_run(run)
     init = build_network(dataclasses.replace(cfg), 1, seeds(cfg.run.seed)["init"]).eval()
@@ -106,12 +106,12 @@ def test_evaluate_rejects_bad_input(tmp_path):
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "results.json").write_text("{cut")
     assert not is_complete(tmp_path / "w")
-    assert SCHEMA.startswith("detangle.results/")
+    assert SCHEMA.startswith("disentkit.results/")
     assert {"python", "numpy", "torch"} <= set(versions())
 
 
 def test_downstream_models_narrow_the_classifiers(tmp_path):
-    from detangle.evaluate import compute_all_metrics
+    from disentkit.evaluate import compute_all_metrics
 
     rng = np.random.default_rng(0)
     factors = rng.integers(0, 3, size=(150, 2))
@@ -131,9 +131,9 @@ def test_downstream_models_narrow_the_classifiers(tmp_path):
 
 
 def test_line_sampling_gives_omes_pairs_on_a_large_grid(toy_dataset_cls):
-    from detangle.evaluate import LineSampled
-    from detangle.metrics.omes import factor_pairs
-    from detangle.transfer import CombinationSubset, is_heldout
+    from disentkit.evaluate import LineSampled
+    from disentkit.metrics.omes import factor_pairs
+    from disentkit.transfer import CombinationSubset, is_heldout
 
     big = toy_dataset_cls(sizes=(1, 30, 40, 50, 60))  # 3.6 M combinations, one constant factor
     rng = np.random.default_rng(0)

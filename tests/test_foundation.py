@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from detangle import config as cfgmod
-from detangle.cli import main
-from detangle.errors import DataLayoutError, UnknownNameError
-from detangle.io import atomic_path, read_json, write_json
+from disentkit import config as cfgmod
+from disentkit.cli import main
+from disentkit.errors import DataLayoutError, UnknownNameError
+from disentkit.io import atomic_path, read_json, write_json
 
 
 @dataclasses.dataclass
@@ -76,7 +76,7 @@ def test_error_messages_name_path_and_layout():
 
 
 def test_registry_unknown_dataset():
-    from detangle.data.registry import get_dataset
+    from disentkit.data.registry import get_dataset
 
     with pytest.raises(UnknownNameError, match="valid names"):
         get_dataset("no-such-dataset")
@@ -91,7 +91,7 @@ def test_cli_help_and_unknown_dataset(capsys):
 def test_show_figure_on_toy_dataset(tmp_path, toy_dataset_cls):
     from PIL import Image
 
-    from detangle.data.show import save_dataset_figure, traversal_factors
+    from disentkit.data.show import save_dataset_figure, traversal_factors
 
     ds = toy_dataset_cls()
     base = np.array([0, 1, 2, 3])
@@ -111,7 +111,7 @@ def _current_umask() -> int:
 
 
 def test_real_dataset_without_root_names_root(capsys):
-    from detangle.data.registry import get_dataset
+    from disentkit.data.registry import get_dataset
 
     with pytest.raises(ValueError, match="needs root"):
         get_dataset("coil100-augmented")

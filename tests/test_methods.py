@@ -1,6 +1,6 @@
 """Methods: each loss equals a short, separate reference implementation on random inputs.
 
-The references below are written independently of detangle.methods (per-pair Python loops,
+The references below are written independently of disentkit.methods (per-pair Python loops,
 torch.distributions for the KLs, variances instead of log-variances, the histogram binning of
 disentanglement_lib for the adaptive threshold), as disent keeps "minimal" versions of its
 frameworks to check the real ones against.
@@ -13,10 +13,10 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from detangle.errors import UnknownNameError
-from detangle.methods import METHODS, build_method
-from detangle.methods.base import Batch, NonFiniteLossError
-from detangle.methods.weak import adaptive_shared_mask, pair_divergence
+from disentkit.errors import UnknownNameError
+from disentkit.methods import METHODS, build_method
+from disentkit.methods.base import Batch, NonFiniteLossError
+from disentkit.methods.weak import adaptive_shared_mask, pair_divergence
 
 D, K, N = 6, 4, 5  # latent dims, factors, pairs
 
@@ -176,7 +176,7 @@ def test_beta_warmup_is_linear_then_constant():
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_gradients_reach_every_parameter(name):
-    from detangle.models import build_model
+    from disentkit.models import build_model
 
     torch.manual_seed(0)
     for arch in ("locatello", "paper"):

@@ -7,19 +7,19 @@ import pytest
 import scipy.stats
 from sklearn.metrics import mutual_info_score
 
-from detangle.metrics import METRICS, evaluate, resolve_metrics
-from detangle.metrics._common import (
+from disentkit.metrics import METRICS, evaluate, resolve_metrics
+from disentkit.metrics._common import (
     check_backend,
     entropy,
     histogram_discretize,
     mutual_information,
     split_rows,
 )
-from detangle.metrics.bootstrap import bootstrap_intervals, resample_rows
-from detangle.metrics.dci import completeness, dci, disentanglement
-from detangle.metrics.downstream import downstream, pruned_dimensions
-from detangle.metrics.mig import mig
-from detangle.metrics.modularity import modularity_score
+from disentkit.metrics.bootstrap import bootstrap_intervals, resample_rows
+from disentkit.metrics.dci import completeness, dci, disentanglement
+from disentkit.metrics.downstream import downstream, pruned_dimensions
+from disentkit.metrics.mig import mig
+from disentkit.metrics.modularity import modularity_score
 
 SIZES = (3, 4)
 
@@ -188,7 +188,7 @@ def test_split_is_the_first_ceil_fraction_of_rows():
 def test_torch_mlp_stops_once_separated_and_is_seeded():
     """A separable task stops after its first error-free epoch; a noisy one trains every epoch
     (min_steps keeps small tables from starving); the same seed gives the same classifier."""
-    from detangle.metrics.classifiers import TorchMLP
+    from disentkit.metrics.classifiers import TorchMLP
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 600)

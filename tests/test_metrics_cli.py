@@ -1,4 +1,4 @@
-"""``detangle metrics``, ``detangle omes`` and ``detangle encode`` end to end (in process)."""
+"""``disentkit metrics``, ``disentkit omes`` and ``disentkit encode`` end to end (in process)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from detangle.cli import main
-from detangle.metrics.representations import save_representations
+from disentkit.cli import main
+from disentkit.metrics.representations import save_representations
 
 
 @pytest.fixture
@@ -124,8 +124,8 @@ def test_omes_command_on_a_folder_without_files_exits_2(tmp_path, capsys):
 def test_encode_command_uses_load_run(monkeypatch, toy_dataset_cls, tmp_path, capsys):
     import torch
 
-    import detangle.data.registry as registry
-    import detangle.train.checkpoint as checkpoint
+    import disentkit.data.registry as registry
+    import disentkit.train.checkpoint as checkpoint
 
     class Encoder(torch.nn.Module):
         def encode(self, x):
@@ -162,9 +162,9 @@ def test_encode_command_on_a_real_run_folder(tmp_path, capsys):
     """A run folder as the trainer writes it (config.json + checkpoint), encoded end to end."""
     import torch
 
-    from detangle.config import TrainConfig, save
-    from detangle.models import build_model
-    from detangle.train import checkpoint as ckpt
+    from disentkit.config import TrainConfig, save
+    from disentkit.models import build_model
+    from disentkit.train import checkpoint as ckpt
 
     torch.manual_seed(0)
     model = build_model("locatello", 1, 4)

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from detangle.metrics.omes import (
+from disentkit.metrics.omes import (
     ALPHAS,
     LineIndex,
     factor_pairs,
@@ -18,7 +18,7 @@ from detangle.metrics.omes import (
     pool,
     relation_column,
 )
-from detangle.metrics.representations import load_representations
+from disentkit.metrics.representations import load_representations
 
 
 def grid(*sizes) -> np.ndarray:

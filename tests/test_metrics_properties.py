@@ -1,4 +1,4 @@
-"""One property suite over every metric (DESIGN.md §4.3; scikit-learn's metrics/tests/test_common).
+"""One property suite over every metric (docs/architecture.md, principle 3; scikit-learn's metrics/tests/test_common).
 
 Adding a metric is adding a row to SPECS. Every row is checked for: a perfectly disentangled code
 scores high (where the metric has a ceiling of 1), an independent-noise code scores at chance,
@@ -15,8 +15,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from detangle.metrics import METRICS
-from detangle.metrics.omes import omes_from_relation
+from disentkit.metrics import METRICS
+from disentkit.metrics.omes import omes_from_relation
 
 SIZES = (3, 4, 5)  # three factors; a complete grid of 60 combinations
 N = 360

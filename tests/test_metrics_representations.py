@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from detangle.errors import DataLayoutError
-from detangle.metrics.representations import (
+from disentkit.errors import DataLayoutError
+from disentkit.metrics.representations import (
     encode_dataset,
     load_representations,
     save_representations,

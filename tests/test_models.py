@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from detangle.errors import UnknownNameError
-from detangle.models import ARCHITECTURES, build_model
+from disentkit.errors import UnknownNameError
+from disentkit.models import ARCHITECTURES, build_model
 
 
 def _seeded(arch, c, d, seed=0):

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from detangle.data import cache as cache_mod
+from disentkit.data import cache as cache_mod
 
 
 def test_build_once_then_memory_map(tmp_path):
@@ -53,7 +53,7 @@ def test_new_key_replaces_stale_entry_and_wrong_shape_is_rebuilt(tmp_path):
 def test_killed_build_is_never_used_and_rebuild_cleans_up(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
-        from detangle.data import cache
+        from disentkit.data import cache
         def build(out):
             for i in range(len(out)):
                 out[i] = 9
@@ -91,5 +91,5 @@ def test_default_cache_dir_honours_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(cache_mod.CACHE_ENV, str(tmp_path / "env"))
     assert cache_mod.default_cache_dir() == tmp_path / "env"
     monkeypatch.delenv(cache_mod.CACHE_ENV)
-    assert cache_mod.default_cache_dir().parts[-2:] == ("detangle", "datasets")
+    assert cache_mod.default_cache_dir().parts[-2:] == ("disentkit", "datasets")
     assert cache_mod.cache_name("x", tmp_path) != cache_mod.cache_name("x", tmp_path / "y")

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detangle.cli import main
-from detangle.data._augment import ROTATIONS_DEG, SCALES, grid_index_map
-from detangle.data.coil100 import (
+from disentkit.cli import main
+from disentkit.data._augment import ROTATIONS_DEG, SCALES, grid_index_map
+from disentkit.data.coil100 import (
     Coil100,
     Coil100Augmented,
     Coil100AugmentedBinary,
     silhouette,
 )
-from detangle.data.pairs import sample_pairs
-from detangle.data.registry import get_dataset
-from detangle.errors import DataLayoutError
+from disentkit.data.pairs import sample_pairs
+from disentkit.data.registry import get_dataset
+from disentkit.errors import DataLayoutError
 
 OBJECTS = (1, 2, 3)
 ANGLES = (0, 5, 10)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detangle.cli import main
-from detangle.data.coins import CoinsAugmented, coin_crops, segment_coins
-from detangle.data.pairs import sample_pairs
+from disentkit.cli import main
+from disentkit.data.coins import CoinsAugmented, coin_crops, segment_coins
+from disentkit.data.pairs import sample_pairs
 
 
 @pytest.fixture(scope="module")

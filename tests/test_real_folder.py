@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detangle.cli import main
-from detangle.data.folder import FolderDataset
-from detangle.data.pairs import sample_pairs
-from detangle.errors import DataLayoutError
+from disentkit.cli import main
+from disentkit.data.folder import FolderDataset
+from disentkit.data.pairs import sample_pairs
+from disentkit.errors import DataLayoutError
 
 
 def _write_folder(root, combos, size=128, grey=False, header="image,shape,size"):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detangle.cli import main
-from detangle.data.mpi3d import MPI3DReal, MPI3DRealistic, MPI3DToy
-from detangle.data.registry import get_dataset
-from detangle.errors import DataLayoutError
+from disentkit.cli import main
+from disentkit.data.mpi3d import MPI3DReal, MPI3DRealistic, MPI3DToy
+from disentkit.data.registry import get_dataset
+from disentkit.errors import DataLayoutError
 
 SIZES = (2, 3, 1, 1, 2, 3, 2)  # 72 images instead of 1,036,800
 
@@ -89,7 +89,7 @@ def test_cli_exit_code_for_a_truncated_file(tmp_path, capsys):
 def test_zip_member_memmap_maps_stored_and_refuses_what_it_cannot_map(tmp_path):
     """The shared npz reader (dSprites and MPI3D): a stored member is mapped in place, a
     compressed one gives None, a Fortran-ordered one and a missing one raise."""
-    from detangle.data._npz import zip_member_memmap
+    from disentkit.data._npz import zip_member_memmap
 
     a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     np.savez(tmp_path / "s.npz", a=a, f=np.asfortranarray(a.astype(np.int16)))

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detangle.cli import main
-from detangle.data.pairs import sample_pairs
-from detangle.data.registry import get_dataset
-from detangle.data.rgbd import RGBDObjects, RGBDObjectsDepth, scale_depth
-from detangle.errors import DataLayoutError
+from disentkit.cli import main
+from disentkit.data.pairs import sample_pairs
+from disentkit.data.registry import get_dataset
+from disentkit.data.rgbd import RGBDObjects, RGBDObjectsDepth, scale_depth
+from disentkit.errors import DataLayoutError
 
 CATEGORIES = ("apple", "bell_pepper", "cap")  # 'bell_pepper' has an underscore, as in the release
 #: frames per video; frame 2 of video 2 is missing everywhere, so the grid is incomplete

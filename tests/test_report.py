@@ -13,13 +13,13 @@ import json
 import numpy as np
 import pytest
 
-from detangle.cli import main
-from detangle.io import write_json
-from detangle.report import build_report
-from detangle.report import figures as F
-from detangle.report.collect import SCHEMA, collect_results, load_result
-from detangle.report.findings import findings, shares_factors
-from detangle.report.tables import Stat, cell_text, source_groups, source_table, transfer_groups
+from disentkit.cli import main
+from disentkit.io import write_json
+from disentkit.report import build_report
+from disentkit.report import figures as F
+from disentkit.report.collect import SCHEMA, collect_results, load_result
+from disentkit.report.findings import findings, shares_factors
+from disentkit.report.tables import Stat, cell_text, source_groups, source_table, transfer_groups
 
 SRC_FACTORS = ["color", "shape", "scale", "orientation", "posX", "posY"]
 TARGETS = {
@@ -65,7 +65,7 @@ def _write(folder, kind, dataset, factors, metrics, seed, transfer=None, log=Non
                  "association": {f: i for i, f in enumerate(factors)}},
         "figures": figs,
         "log": log,
-        "meta": {"backend": "fast", "versions": {"detangle": "0.1.0"}, "elapsed_s": 1.0, "seed": seed},
+        "meta": {"backend": "fast", "versions": {"disentkit": "0.1.0"}, "elapsed_s": 1.0, "seed": seed},
     }
     write_json(folder / "results.json", data)
 
@@ -214,7 +214,7 @@ def test_report_errors(tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing")]) == 2
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 2
-    assert "no detangle results.json" in capsys.readouterr().err
+    assert "no disentkit results.json" in capsys.readouterr().err
     bad = tmp_path / "bad" / "results.json"
     write_json(bad, {"schema": SCHEMA, "kind": "sideways", "dataset": {}, "metrics": {}})
     with pytest.raises(ValueError, match="kind must be one of"):
@@ -236,7 +236,7 @@ def test_figures_reject_bad_shapes():
 
 
 def test_source_that_did_not_learn_fails_the_floor_finding(tmp_path):
-    from detangle.report.findings import source_beats_floor
+    from disentkit.report.findings import source_beats_floor
 
     fabricate(tmp_path, seeds=(0,))
     src, floor = tmp_path / "source-s0" / "eval" / "results.json", tmp_path / "source-s0" / "floor" / "results.json"
@@ -251,7 +251,7 @@ def test_a_saturated_target_is_not_counted_for_the_finetuning_finding():
     """A target read at >= 0.98 zero-shot cannot rise: listed as saturated, not counted."""
     from types import SimpleNamespace
 
-    from detangle.report.findings import finetuning_raises_accuracy
+    from disentkit.report.findings import finetuning_raises_accuracy
 
     def group(title, before, delta):
         return SimpleNamespace(title=title, stats=lambda key: (Stat(before, 0.0, 1),

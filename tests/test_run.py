@@ -1,4 +1,4 @@
-"""``detangle run``: presets, the whole job end to end in --smoke sizes, every report file,
+"""``disentkit run``: presets, the whole job end to end in --smoke sizes, every report file,
 a well-formed HTML page that shows every figure, and re-running skips finished stages."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from detangle.cli import main
-from detangle.cli.run import Preset, find_real_targets, load_preset, smoke, source_folder_name
+from disentkit.cli import main
+from disentkit.cli.run import Preset, find_real_targets, load_preset, smoke, source_folder_name
 
 from test_report import check_html
 
@@ -20,7 +20,7 @@ TARGETS = ("noisy-color-dsprites", "shapes3d", "coins-augmented")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DETANGLE_CACHE_DIR", str(out.parent / "cache"))
+        mp.setenv("DISENTKIT_CACHE_DIR", str(out.parent / "cache"))
         t0 = time.process_time()  # CPU seconds: wall time depends on who else uses the machine
         code = main(["run", "--smoke", "--out", str(out), "--threads", "1"])
         cpu = time.process_time() - t0
@@ -59,8 +59,8 @@ def test_smoke_run_writes_every_report_file(smoke_run, capsys):
 def test_rerun_skips_finished_stages(smoke_run, monkeypatch, capsys):
     out, code, _ = smoke_run
     assert code == 0
-    import detangle.metrics as metrics_mod
-    import detangle.train as train_mod
+    import disentkit.metrics as metrics_mod
+    import disentkit.train as train_mod
 
     monkeypatch.setattr(train_mod, "train", lambda *a, **k: pytest.fail("trained again"))
     monkeypatch.setattr(metrics_mod, "evaluate", lambda *a, **k: pytest.fail("evaluated again"))
@@ -102,7 +102,7 @@ def test_missing_real_targets_are_skipped_with_the_reason(tmp_path):
 
 
 def test_job_clock_estimates_time_left_from_measured_rates():
-    from detangle.cli.run import JobClock
+    from disentkit.cli.run import JobClock
 
     preset = load_preset("quick")  # 3000 steps x 64 pairs; fine-tuning 500 x 64 images
     clock = JobClock(preset, n_runs=1, n_targets=3)
@@ -124,7 +124,7 @@ def test_job_clock_counts_measured_transfers_for_the_rest():
     """After one transfer ran, the remaining transfers are estimated at its measured time (the
     source's evaluation rate overestimated them when transfers use fewer classifiers); a
     transfer skipped as finished does not count."""
-    from detangle.cli.run import JobClock
+    from disentkit.cli.run import JobClock
 
     clock = JobClock(load_preset("quick"), n_runs=1, n_targets=3)
     clock.spent = {"images": [10.0, 1000], "evals": [30.0, 2]}

@@ -9,11 +9,11 @@ import h5py
 import numpy as np
 import pytest
 
-from detangle.data import _shapes3d_render as render
-from detangle.data._shapes3d_reference import GIF_FACTORS, gif_frames, save_compare_figure
-from detangle.data.registry import get_dataset
-from detangle.data.shapes3d import FACTOR_SIZES, Shapes3D, label_values, values_to_classes
-from detangle.errors import DataLayoutError
+from disentkit.data import _shapes3d_render as render
+from shapes3d_reference import GIF_FACTORS, gif_frames, save_compare_figure
+from disentkit.data.registry import get_dataset
+from disentkit.data.shapes3d import FACTOR_SIZES, Shapes3D, label_values, values_to_classes
+from disentkit.errors import DataLayoutError
 
 # a few geometries, each rendered once per module (rendering is the slow part)
 BASE = np.array([0, 6, 3, 4, 0, 7])  # red floor, blue wall, green cube, mid scale, azimuth 0
@@ -227,7 +227,7 @@ def test_export_rejects_bad_sizes(tmp_path, ds):
 
 def test_full_canonical_file_maps_rows_directly(tmp_path, monkeypatch):
     """A file with all 480,000 rows in factor order is read as a complete grid (row = index)."""
-    import detangle.data.shapes3d as mod
+    import disentkit.data.shapes3d as mod
 
     canonical = lambda labels: Shapes3D().index_to_factors(np.arange(len(labels)))  # noqa: E731
     monkeypatch.setattr(mod, "values_to_classes", canonical)
@@ -286,7 +286,7 @@ def test_missing_or_malformed_file(tmp_path, make, problem):
 
 
 def test_cli_export_and_missing_root(tmp_path, monkeypatch, capsys):
-    from detangle.cli import main
+    from disentkit.cli import main
 
     full_export = Shapes3D.export
     small = lambda self, out: full_export(self, out, sizes=(1, 1, 2, 1, 1, 2))  # noqa: E731

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import yaml
 
-from detangle.cli import main
-from detangle.sweep import state as st
-from detangle.sweep.execute import Runtime
-from detangle.sweep.study import config_id, expand, load_study
+from disentkit.cli import main
+from disentkit.sweep import state as st
+from disentkit.sweep.execute import Runtime
+from disentkit.sweep.study import config_id, expand, load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "experiments" / "paper.yaml"
@@ -174,7 +174,7 @@ def test_lock_of_a_dead_process_is_stale(tmp_path):
 
 
 def test_local_pool_runs_sources_first_splits_threads_and_survives_a_failure(tmp_path, monkeypatch):
-    from detangle.sweep.local import BLOCKED, run_local, threads_per_worker
+    from disentkit.sweep.local import BLOCKED, run_local, threads_per_worker
 
     monkeypatch.setenv("SWEEP_TEST_FAIL", "shapes")
     study = load_study(_study(tmp_path, extra_source=True), tmp_path / "out")
@@ -202,13 +202,13 @@ def test_local_pool_runs_sources_first_splits_threads_and_survives_a_failure(tmp
 
 def _run_for_kill(study_path: str, out: str) -> None:
     """Entry point of the subprocess that the kill test interrupts."""
-    from detangle.sweep.local import run_local
+    from disentkit.sweep.local import run_local
 
     run_local(load_study(study_path, out), workers=2, runtime=Runtime(threads=1), dispatch=fake_dispatch)
 
 
 def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, monkeypatch):
-    from detangle.sweep.local import run_local
+    from disentkit.sweep.local import run_local
 
     study = load_study(_study(tmp_path, seeds=3), tmp_path / "out")  # 3 sources, 6 transfers
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_sweep; "
@@ -237,7 +237,7 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, monkeypatc
 
 
 def test_slurm_time_and_options():
-    from detangle.sweep.slurm import SlurmOptions, parse_time_minutes
+    from disentkit.sweep.slurm import SlurmOptions, parse_time_minutes
 
     assert parse_time_minutes("90") == 90
     assert parse_time_minutes("1:30:00") == 90
@@ -255,7 +255,7 @@ def _local_submitit(monkeypatch, submitted: list[int]) -> None:
     """Stand submitit's LocalExecutor in for sbatch; record each array's size."""
     import submitit
 
-    from detangle.sweep import slurm
+    from disentkit.sweep import slurm
 
     def local_executor(folder, options, name):
         ex = submitit.LocalExecutor(folder=str(folder / "%j"))
@@ -274,8 +274,8 @@ def _local_submitit(monkeypatch, submitted: list[int]) -> None:
 
 
 def test_slurm_waves_record_failures_and_resubmit_only_what_is_not_done(tmp_path, monkeypatch):
-    from detangle.sweep import slurm
-    from detangle.sweep.local import BLOCKED
+    from disentkit.sweep import slurm
+    from disentkit.sweep.local import BLOCKED
 
     submitted: list[int] = []
     _local_submitit(monkeypatch, submitted)
@@ -297,7 +297,7 @@ def test_slurm_waves_record_failures_and_resubmit_only_what_is_not_done(tmp_path
 
 # --- aggregate ---------------------------------------------------------------------------------
 
-SCHEMA = "detangle.results/1"
+SCHEMA = "disentkit.results/1"
 
 
 def _write_result(folder: Path, kind: str, seed: int, beta: float, values: dict) -> None:
@@ -344,7 +344,7 @@ def test_aggregate_mean_std_and_bootstrap_interval(tmp_path):
 
 
 def test_bootstrap_interval_properties():
-    from detangle.sweep.aggregate import bootstrap_ci
+    from disentkit.sweep.aggregate import bootstrap_ci
 
     rng = np.random.default_rng(1)
     assert bootstrap_ci([0.3], rng=rng) == (0.3, 0.3)
@@ -369,7 +369,7 @@ def test_cli_plan_lists_the_papers_runs(capsys, tmp_path):
 
 
 def test_dataset_root_rule(tmp_path):
-    from detangle.sweep.execute import dataset_root
+    from disentkit.sweep.execute import dataset_root
 
     assert dataset_root("shapes3d", None) is None  # generated: no files needed
     assert dataset_root("shapes3d", str(tmp_path)) is None  # ...unless a shapes3d folder is there
@@ -380,18 +380,18 @@ def test_dataset_root_rule(tmp_path):
         dataset_root("rgbd-objects", None)
 
 
-# --- the real thing: `detangle sweep run experiments/quick.yaml --smoke`, killed and resumed -----
+# --- the real thing: `disentkit sweep run experiments/quick.yaml --smoke`, killed and resumed -----
 
 
 @pytest.mark.slow
 def test_quick_smoke_sweep_killed_midway_resumes_and_aggregates(tmp_path):
-    from detangle.data.registry import available_datasets
+    from disentkit.data.registry import available_datasets
 
     needed = {"color-dsprites", "noisy-color-dsprites", "coins-augmented"}
     if not needed <= set(available_datasets()):
         pytest.skip(f"datasets of experiments/quick.yaml not importable yet: {needed - set(available_datasets())}")
     out = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "detangle", "sweep", "run", str(QUICK), "--executor", "local",
+    cmd = [sys.executable, "-m", "disentkit", "sweep", "run", str(QUICK), "--executor", "local",
            "--workers", "2", "--smoke", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     study = load_study(QUICK, out, smoke=True)
@@ -439,7 +439,7 @@ def interrupting_dispatch(spec, run_dir, source_dir, runtime):
 
 
 def test_interrupted_run_is_todo_not_failed(tmp_path):
-    from detangle.sweep.execute import execute_run
+    from disentkit.sweep.execute import execute_run
 
     study = load_study(_study(tmp_path, seeds=1), tmp_path / "out")
     spec = study.runs[0]
@@ -464,7 +464,7 @@ def dying_dispatch(spec, run_dir, source_dir, runtime):
 
 
 def test_a_worker_killed_hard_fails_its_run_and_the_pool_recovers(tmp_path):
-    from detangle.sweep.local import BLOCKED, run_local
+    from disentkit.sweep.local import BLOCKED, run_local
 
     study = load_study(_study(tmp_path, seeds=2), tmp_path / "out")
     states = run_local(study, workers=1, runtime=Runtime(threads=1), dispatch=dying_dispatch, log=lambda s: None)
@@ -479,7 +479,7 @@ def test_a_worker_killed_hard_fails_its_run_and_the_pool_recovers(tmp_path):
 
 
 def test_slurm_job_that_dies_without_a_traceback_is_recorded_failed(tmp_path, monkeypatch):
-    from detangle.sweep import slurm
+    from disentkit.sweep import slurm
 
     _local_submitit(monkeypatch, [])
     study = load_study(_study(tmp_path, seeds=2), tmp_path / "out")

@@ -1,5 +1,5 @@
 """The training loop: learning, determinism, exact resume (also after SIGKILL), NaN handling,
-run-folder guards, fine-tuning options and the ``detangle train`` CLI."""
+run-folder guards, fine-tuning options and the ``disentkit train`` CLI."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from detangle.cli import main
-from detangle.config import TrainConfig, apply_overrides
-from detangle.data.base import FactorDataset
-from detangle.methods.base import NonFiniteLossError
-from detangle.train import train
-from detangle.train.checkpoint import load_checkpoint, load_run
-from detangle.train.logging import read_log
-from detangle.train.prepare import RunExistsError
+from disentkit.cli import main
+from disentkit.config import TrainConfig, apply_overrides
+from disentkit.data.base import FactorDataset
+from disentkit.methods.base import NonFiniteLossError
+from disentkit.train import train
+from disentkit.train.checkpoint import load_checkpoint, load_run
+from disentkit.train.logging import read_log
+from disentkit.train.prepare import RunExistsError
 
 
 class Squares(FactorDataset):
@@ -97,7 +97,7 @@ def test_training_lowers_the_loss_and_logs_every_field(tmp_path):
 
 @pytest.mark.slow
 def test_200_step_run_on_dsprites_lowers_the_loss(tmp_path):
-    from detangle.data.registry import available_datasets
+    from disentkit.data.registry import available_datasets
 
     if "dsprites" not in available_datasets():
         pytest.skip("the dsprites dataset module is not available")
@@ -148,7 +148,7 @@ KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 from test_train import Squares, small_config
-from detangle.train import train
+from disentkit.train import train
 
 def progress(step, steps):
     if step == 5:  # after step 5; the last checkpoint is step 4
@@ -217,7 +217,7 @@ def test_gvae_labels_needs_a_latent_per_factor(tmp_path):
 # ----------------------------------------------------------------------------- CLI
 @pytest.fixture
 def squares_registered(monkeypatch):
-    from detangle.data import registry
+    from disentkit.data import registry
 
     monkeypatch.setitem(registry.DATASETS, "squares", f"{__name__}:Squares")
 
@@ -246,7 +246,7 @@ def test_cli_smoke_resume_and_errors(tmp_path, capsys, squares_registered):
 
 
 def test_cli_reads_a_partial_config_file_and_grad_clip_none(tmp_path, squares_registered):
-    from detangle.cli.train import register, resolve_config
+    from disentkit.cli.train import register, resolve_config
     import argparse
 
     file = tmp_path / "c.json"
@@ -264,8 +264,8 @@ def test_cli_reads_a_partial_config_file_and_grad_clip_none(tmp_path, squares_re
 
 
 def test_a_weights_only_checkpoint_cannot_be_resumed(tmp_path):
-    from detangle.config import save
-    from detangle.train.checkpoint import CheckpointError, TrainingState, save_checkpoint
+    from disentkit.config import save
+    from disentkit.train.checkpoint import CheckpointError, TrainingState, save_checkpoint
 
     run = train(small_config(1), tmp_path / "r", dataset=Squares(), progress=False)
     save_checkpoint(run, TrainingState(step=1, model=weights(run), info={"in_channels": 1}))
@@ -284,7 +284,7 @@ def test_a_failing_renderer_stops_training_with_its_error(tmp_path):
 
 
 def test_device_precision_and_seed_resolution():
-    from detangle.train import prepare
+    from disentkit.train import prepare
 
     cpu = torch.device("cpu")
     assert prepare.resolve_precision("fp32", cpu) == "fp32"
@@ -302,8 +302,8 @@ def test_device_precision_and_seed_resolution():
 
 
 def test_decoder_only_fine_tuning_freezes_the_encoder_in_eval_mode():
-    from detangle.models import build_model
-    from detangle.train.prepare import trainable_parameters
+    from disentkit.models import build_model
+    from disentkit.train.prepare import trainable_parameters
 
     model = build_model("paper", 1, 4).train()
     params = trainable_parameters(model, "decoder")

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from detangle.cli import main
-from detangle.data.base import FactorDataset
-from detangle.evaluate import EvalSettings
-from detangle.io import read_json
-from detangle.transfer import (
+from disentkit.cli import main
+from disentkit.data.base import FactorDataset
+from disentkit.evaluate import EvalSettings
+from disentkit.io import read_json
+from disentkit.transfer import (
     CombinationSubset,
     SourceRunError,
     StageProgress,
@@ -56,8 +56,8 @@ class Squares(FactorDataset):
 
 
 def train_source(folder, channels=1, steps=3):
-    from detangle.config import DataConfig, MethodConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
-    from detangle.train import train
+    from disentkit.config import DataConfig, MethodConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+    from disentkit.train import train
 
     cfg = TrainConfig(
         data=DataConfig(dataset="squares"), model=ModelConfig(arch="locatello", latent_dim=4),
@@ -123,7 +123,7 @@ def test_heldout_split_on_incomplete_grid(toy_dataset_cls):
 
 # ---------------------------------------------------------------------------- channels
 def _model(channels):
-    from detangle.models import build_model
+    from disentkit.models import build_model
 
     torch.manual_seed(0)
     return build_model("locatello", channels, 4).eval()
@@ -188,7 +188,7 @@ def test_transfer_before_after_on_heldout_then_skip(tmp_path, source_runs, monke
 
     # re-running skips every finished stage: no training, no file rewritten but transfer.json
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "transfer.json"}
-    import detangle.train as train_mod
+    import disentkit.train as train_mod
 
     def no_training(*a, **k):
         raise AssertionError("a finished fine-tuning must not train again")
@@ -218,7 +218,7 @@ def test_channel_adaptation_inside_transfer(tmp_path, source_runs):
                   dataset=Squares(3))
     assert up["before"]["transfer"]["channel_rule"].startswith("1->3")
     assert (tmp_path / "up" / "source_adapted" / "checkpoint" / "checkpoint.safetensors").is_file()
-    from detangle.train.checkpoint import load_run
+    from disentkit.train.checkpoint import load_run
 
     tuned, _ = load_run(tmp_path / "up" / "finetune")
     adapted, _ = load_run(tmp_path / "up" / "source_adapted")
@@ -283,7 +283,7 @@ def test_stage_progress_prints_stage_and_eta():
 
 
 def test_transfer_cli_end_to_end(tmp_path, source_runs, monkeypatch, capsys):
-    monkeypatch.setenv("DETANGLE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DISENTKIT_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "cli"
     args = ["transfer", "--source", str(source_runs[1]), "--target", "coins-augmented", "--out",
             str(out), "--smoke", "--metrics", "omes,mig,downstream", "--finetune", "decoder",

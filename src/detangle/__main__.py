@@ -1,3 +1,0 @@
-from detangle.cli import main
-
-raise SystemExit(main())

@@ -1,0 +1,3 @@
+from disentkit.cli import main
+
+raise SystemExit(main())

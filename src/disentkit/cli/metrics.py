@@ -1,0 +1,214 @@
+"""``disentkit metrics``, ``disentkit omes`` and ``disentkit encode``: metrics from the command line.
+
+* ``metrics`` scores a ``representations.npz`` + ``classes.csv`` pair with any selection of
+  metrics and writes ``{"metrics", "details", "meta"}`` as JSON;
+* ``omes`` reproduces the paper's ``compute_omes.py`` on a folder in the reference layout:
+  the {pooling: {α: score}} table, association.csv, inactive.csv, relation.csv and a heat map;
+* ``encode`` turns a trained run into that reference layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from disentkit.cli.common import add_dataset_root_arguments, dataset_kwargs, format_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "metrics", help="score representations.npz + classes.csv with OMES, DCI, MIG, ..."
+    )
+    p.add_argument("--representations", required=True, help="representations.npz")
+    p.add_argument("--classes", required=True, help="classes.csv (factor names as header)")
+    p.add_argument("--key", default="mean", help="array of the npz to score (mean or sampled)")
+    p.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated: omes,dci,mig,sap,modularity,beta_vae,factor_vae,downstream "
+        "(default: all)",
+    )
+    p.add_argument("--train-fraction", type=float, default=2.0 / 3.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="reference", help="reference (scikit-learn) or fast")
+    p.add_argument("--bootstrap", type=int, default=0, help="resamples for 95%% intervals")
+    p.add_argument("--jobs", type=int, default=None, help="parallel fits (fast backend)")
+    p.add_argument("--json", default=None, help="write {metrics, details, meta} here")
+    p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("omes", help="OMES of a folder holding representations.npz + classes.csv")
+    p.add_argument("folder", help="folder in the reference layout")
+    p.add_argument("--key", default="mean", help="array of the npz to score (mean or sampled)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pairing", default="per_member", help="per_member (published) or once")
+    p.add_argument("--out", default=None, help="output folder (default: the input folder)")
+    p.set_defaults(func=cmd_omes)
+
+    p = sub.add_parser("encode", help="encode a dataset with a trained run (reference layout)")
+    p.add_argument("run_dir", help="run folder (config.json + checkpoint/)")
+    p.add_argument("--dataset", required=True, help="dataset name (disentkit datasets list)")
+    p.add_argument("--n", type=int, default=15008, help="samples to encode (paper: 15008)")
+    p.add_argument("--out", required=True, help="folder for representations.npz + classes.csv")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    add_dataset_root_arguments(p)
+    p.set_defaults(func=cmd_encode)
+
+
+def _meta(args, n: int, backend: str) -> dict:
+    from disentkit.metrics._common import library_versions
+
+    return {
+        "versions": library_versions(),
+        "backend": backend,
+        "seed": args.seed,
+        "n": int(n),
+        "train_fraction": getattr(args, "train_fraction", None),
+        "key": args.key,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from disentkit.io import write_json
+    from disentkit.metrics import evaluate
+    from disentkit.metrics.representations import load_representations
+
+    codes, factors, names = load_representations(args.representations, args.classes, args.key)
+    start = time.perf_counter()
+    flat, details = evaluate(
+        codes,
+        factors,
+        metrics=args.metrics,
+        factor_names=names,
+        backend=args.backend,
+        seed=args.seed,
+        train_fraction=args.train_fraction,
+        bootstrap=args.bootstrap,
+        n_jobs=args.jobs,
+    )
+    rows = [{"metric": k, "value": f"{v:.4f}"} for k, v in flat.items() if ".ci_" not in k]
+    for row in rows:
+        low = flat.get(f"{row['metric']}.ci_low")
+        if low is not None:
+            row["95% interval"] = f"[{low:.4f}, {flat[row['metric'] + '.ci_high']:.4f}]"
+    print(format_table(rows))
+    if args.json:
+        meta = _meta(args, len(codes), args.backend)
+        meta["elapsed_s"] = round(time.perf_counter() - start, 3)
+        write_json(args.json, {"metrics": flat, "details": details, "meta": meta})
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_omes(args: argparse.Namespace) -> int:
+    from disentkit.io import write_json, write_text
+    from disentkit.metrics.omes import ALPHAS, POOLINGS, omes
+    from disentkit.metrics.representations import CLASSES, REPRESENTATIONS, load_representations
+
+    folder = Path(args.folder)
+    codes, factors, names = load_representations(
+        folder / REPRESENTATIONS, folder / CLASSES, args.key
+    )
+    out = omes(codes, factors, factor_names=names, pairing=args.pairing, random_state=args.seed)
+    d = out.details
+    table = {p: {f"{a:.1f}": out[f"omes.alpha_{a:.1f}.{p}"] for a in ALPHAS} for p in POOLINGS}
+    rows = [{"alpha": a, **{p: f"{table[p][a]:.4f}" for p in POOLINGS}} for a in table["max"]]
+    print(format_table(rows))
+    print("association:", ", ".join(f"{k}->{v}" for k, v in d["association"].items()))
+    print("inactive dimensions:", d["inactive"] or "none")
+
+    dest = Path(args.out) if args.out else folder
+    names_used = d["factor_names"]
+    write_json(
+        dest / "omes.json",
+        {
+            "scores": table,
+            "per_factor": {n: out[f"omes.factor.{n}"] for n in names_used},
+            "association": d["association"],
+            "inactive": d["inactive"],
+            "pairs": d["pairs"],
+            "pairs_available": d["pairs_available"],
+            "meta": {**_meta(args, len(codes), "numpy"), "pairing": args.pairing},
+        },
+    )
+    write_text(
+        dest / "association.csv",
+        "factor,dimension\n"
+        + "".join(f"{k},{'' if v is None else v}\n" for k, v in d["association"].items()),
+    )
+    write_text(dest / "inactive.csv", "inactive\n" + "".join(f"{i}\n" for i in d["inactive"]))
+    write_text(
+        dest / "relation.csv",
+        "dimension," + ",".join(names_used) + "\n"
+        + "".join(
+            f"{i}," + ",".join(f"{v:.6f}" for v in row) + "\n"
+            for i, row in enumerate(d["relation"])
+        ),
+    )
+    save_relation_heatmap(
+        d["relation"], names_used, d["association"], d["inactive"], dest / "relation.png"
+    )
+    print(f"wrote omes.json, association.csv, inactive.csv, relation.csv, relation.png to {dest}")
+    return 0
+
+
+def save_relation_heatmap(relation, factor_names, association, inactive, path) -> Path:
+    """Heat map of the relation matrix M [D, K]: factors on x, dimensions on y, the association
+    boxed in red, inactive dimensions greyed (the figure of the paper's Fig. 3)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    from disentkit.io import atomic_path
+
+    m = np.asarray(relation, dtype=float)
+    d, k = m.shape
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * k, 1.0 + 0.45 * d), dpi=120)
+    im = ax.imshow(m, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    for i in range(d):
+        for j in range(k):
+            ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if m[i, j] > 0.6 else "black")
+    for j, name in enumerate(factor_names):
+        dim = association.get(name)
+        if dim is not None:
+            ax.add_patch(Rectangle((j - 0.5, dim - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
+    inactive = set(inactive)
+    ax.set_xticks(range(k), factor_names, rotation=45, ha="right")
+    ax.set_yticks(range(d), [f"z{i}" + (" (inactive)" if i in inactive else "") for i in range(d)])
+    for i, label in enumerate(ax.get_yticklabels()):
+        if i in inactive:
+            label.set_color("grey")
+    ax.set_xlabel("factor")
+    ax.set_ylabel("latent dimension")
+    ax.set_title("OMES relation matrix (red: association)")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from disentkit.data.registry import get_dataset
+    from disentkit.metrics.representations import encode_dataset, save_representations
+    from disentkit.train.checkpoint import load_run
+
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1; found {args.n}")
+    model, _config = load_run(args.run_dir, device=args.device)
+    dataset = get_dataset(args.dataset, **dataset_kwargs(args))
+    mean, sampled, factors = encode_dataset(
+        model, dataset, args.n, args.seed, batch_size=args.batch_size, device=args.device
+    )
+    npz, csv_file = save_representations(args.out, mean, sampled, factors, dataset.factor_names)
+    print(f"wrote {npz} and {csv_file} ({len(mean)} samples, {mean.shape[1]} dimensions)")
+    return 0

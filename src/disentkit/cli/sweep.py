@@ -1,0 +1,138 @@
+"""``disentkit sweep plan|run STUDY`` and ``disentkit aggregate DIR``."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+from disentkit.cli.common import format_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="plan or run a study (a grid of sources and transfers)")
+    ssub = p.add_subparsers(dest="sweep_command", metavar="ACTION", required=True)
+
+    p_plan = ssub.add_parser("plan", help="list the study's runs with their state")
+    _study_arguments(p_plan)
+    p_plan.add_argument("--summary", action="store_true", help="print only the counts")
+    p_plan.set_defaults(func=cmd_plan)
+
+    p_run = ssub.add_parser("run", help="run what is not done (finished runs skip; failed ones retry)")
+    _study_arguments(p_run)
+    p_run.add_argument("--executor", choices=("local", "slurm"), default="local")
+    p_run.add_argument("--workers", type=int, default=1, help="local: parallel runs (default 1)")
+    p_run.add_argument(
+        "--threads", type=int, default=None,
+        help="CPU threads per run (default: local cores // workers; slurm: --slurm-cpus-per-task)",
+    )
+    p_run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p_run.add_argument(
+        "--data-root", default=None,
+        help="folder holding the real datasets (itself or one sub-folder per dataset name)",
+    )
+    p_run.add_argument("--no-retry-failed", action="store_true", help="leave failed runs failed")
+    p_run.add_argument("--slurm-partition", default=None)
+    p_run.add_argument("--slurm-gpus-per-task", type=int, default=None)
+    p_run.add_argument("--slurm-cpus-per-task", type=int, default=1)
+    p_run.add_argument("--slurm-time", default="24:00:00", help="per run: minutes, H:MM:SS or D-HH:MM:SS (>= 2 min)")
+    p_run.add_argument("--slurm-mem", default=None, help="per run, e.g. 16G")
+    p_run.add_argument("--max-parallel", type=int, default=32, help="slurm: array elements running at once")
+    p_run.set_defaults(func=cmd_run)
+
+    p_agg = sub.add_parser(
+        "aggregate", help="one table over a sweep's runs: mean ± std over seeds, 95%% bootstrap interval"
+    )
+    p_agg.add_argument("dir", help="a sweep's output folder (or any folder of run folders)")
+    p_agg.add_argument("--out", default=None, help="CSV to write (default: DIR/aggregate.csv)")
+    p_agg.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p_agg.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p_agg.add_argument("--no-report", action="store_true", help="skip report.html (tables only)")
+    p_agg.set_defaults(func=cmd_aggregate)
+
+
+def _study_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study", help="study file (.yaml or .json)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/<study name>)")
+    p.add_argument("--smoke", action="store_true", help="shrink every run to seconds (tiny steps and eval)")
+
+
+def _load(args):
+    from disentkit.sweep.study import load_study
+
+    return load_study(args.study, args.out, smoke=args.smoke)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from disentkit.sweep.state import run_state
+
+    study = _load(args)
+    rows = []
+    for r in study.runs:
+        st = run_state(study.out / r.folder)
+        rows.append(
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "name": r.name,
+                "state": st.state,
+                "after": ",".join(d[:8] for d in r.depends_on),
+                "detail": st.detail[:60],
+            }
+        )
+    if not args.summary:
+        print(format_table(rows))
+    kinds = Counter(r.kind for r in study.runs)
+    states = Counter(row["state"] for row in rows)
+    print(
+        f"study {study.name}: {kinds['source']} sources, {kinds['transfer']} transfers "
+        f"({len(study.runs)} runs) in {study.out}; "
+        + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from disentkit.sweep.state import DONE
+
+    from disentkit.sweep.execute import Runtime
+
+    study = _load(args)
+    retry = not args.no_retry_failed
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, found {args.threads}")
+    data_root = str(Path(args.data_root).resolve()) if args.data_root else None
+    runtime = Runtime(threads=args.threads, device=args.device, data_root=data_root)
+    if args.executor == "local":
+        from disentkit.sweep.local import run_local
+
+        states = run_local(study, workers=args.workers, runtime=runtime, retry_failed=retry)
+    else:
+        from disentkit.sweep.slurm import SlurmOptions, parse_time_minutes, run_slurm
+
+        options = SlurmOptions(
+            partition=args.slurm_partition,
+            gpus_per_task=args.slurm_gpus_per_task,
+            cpus_per_task=args.threads or args.slurm_cpus_per_task,
+            time_min=parse_time_minutes(args.slurm_time),
+            max_parallel=args.max_parallel,
+            mem=args.slurm_mem,
+        )
+        states = run_slurm(study, options, runtime=runtime, retry_failed=retry)
+    not_done = [s for s in states.values() if s != DONE]
+    if not_done:
+        print(f"{len(not_done)} run(s) not done: see `disentkit sweep plan {args.study}"
+              f"{' --smoke' if args.smoke else ''} --out {study.out}`; re-run this command to retry")
+    print(f"tables: disentkit aggregate {study.out}")
+    return 1 if not_done else 0
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from disentkit.sweep.aggregate import aggregate
+
+    if args.n_boot < 1:
+        raise ValueError(f"--n-boot must be >= 1, found {args.n_boot}")
+    paths = aggregate(args.dir, out=args.out, n_boot=args.n_boot, seed=args.seed, report=not args.no_report)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0

@@ -1,0 +1,156 @@
+"""Disentanglement metrics: pure functions on arrays (docs/architecture.md, "Contracts", "Metrics").
+
+``metric(codes [N, D], factors [N, K], *, options, random_state) -> MetricResult`` — a flat dict
+of namespaced scores (``omes.score``, ``dci.disentanglement`` …) with ``details`` beside it.
+:data:`METRICS` maps the public names (the CLI values) to the functions; :func:`evaluate` runs a
+selection of them with one seed, backend and train fraction, optionally with bootstrap intervals.
+
+OMES is the paper's metric (Dapueto et al. 2024, §3.2); DCI, MIG, SAP, modularity/explicitness,
+BetaVAE, FactorVAE and downstream GBT/MLP accuracies are the established ones it is compared with
+(§4).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import zlib
+from typing import Sequence
+
+import numpy as np
+
+from disentkit.metrics._common import (
+    BACKENDS,
+    DEFAULT_TRAIN_FRACTION,
+    MetricResult,
+    check_backend,
+    check_inputs,
+    split_rows,
+)
+from disentkit.metrics.beta_vae import beta_vae, factor_vae
+from disentkit.metrics.bootstrap import bootstrap_intervals
+from disentkit.metrics.dci import dci
+from disentkit.metrics.downstream import downstream
+from disentkit.metrics.mig import mig
+from disentkit.metrics.modularity import modularity
+from disentkit.metrics.omes import omes
+from disentkit.metrics.sap import sap
+
+#: public name -> metric function; the order is the order of :func:`evaluate`'s output
+METRICS = {
+    "omes": omes,
+    "dci": dci,
+    "mig": mig,
+    "sap": sap,
+    "modularity": modularity,
+    "beta_vae": beta_vae,
+    "factor_vae": factor_vae,
+    "downstream": downstream,
+}
+
+__all__ = [
+    "BACKENDS",
+    "METRICS",
+    "MetricResult",
+    "beta_vae",
+    "dci",
+    "downstream",
+    "evaluate",
+    "factor_vae",
+    "mig",
+    "modularity",
+    "omes",
+    "resolve_metrics",
+    "sap",
+]
+
+
+def resolve_metrics(metrics: str | Sequence[str] | None) -> list[str]:
+    """Metric names from a list or a comma-separated string (``None`` → all), validated."""
+    if metrics is None:
+        return list(METRICS)
+    if isinstance(metrics, str):
+        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise ValueError(
+            f"unknown metric(s) {unknown or metrics!r}; valid metrics: {', '.join(METRICS)}"
+        )
+    return list(dict.fromkeys(metrics))
+
+
+def metric_seed(seed: int, name: str) -> np.random.Generator:
+    """Each metric's generator depends on the seed and its name only, so adding or removing
+    metrics from a selection never changes another metric's numbers."""
+    return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
+
+
+def _run(names, codes, factors, factor_names, common) -> tuple[dict, dict]:
+    flat, details, timing = {}, {}, {}
+    for name in names:
+        start = time.perf_counter()
+        fn = METRICS[name]
+        accepted = inspect.signature(fn).parameters
+        kwargs = {k: v for k, v in common.items() if k in accepted and k != "seed"}
+        if "random_state" in accepted:
+            kwargs["random_state"] = metric_seed(common["seed"], name)
+        if name == "downstream" and "omes" in details:
+            kwargs["association"] = details["omes"]["association"]
+            kwargs["inactive"] = details["omes"]["inactive"]
+        if name == "downstream" and "dci" in details:
+            kwargs["gbt_accuracies"] = details["dci"]["test_accuracy"]
+        out = fn(codes, factors, factor_names=factor_names, **kwargs)
+        flat.update(out)
+        details[name] = out.details
+        timing[name] = round(time.perf_counter() - start, 4)
+    details["timing_s"] = timing
+    return flat, details
+
+
+def evaluate(
+    codes,
+    factors,
+    metrics: str | Sequence[str] | None = None,
+    *,
+    factor_names: Sequence[str] | None = None,
+    backend: str = "reference",
+    seed: int = 0,
+    train_fraction: float = DEFAULT_TRAIN_FRACTION,
+    bootstrap: int = 0,
+    n_jobs: int | None = None,
+) -> tuple[dict[str, float], dict]:
+    """Run ``metrics`` (default: all) and return ``(flat scores, details per metric)``.
+
+    Inputs are validated once (single-valued factors are skipped with one warning and listed in
+    ``details["skipped_factors"]``); ``details["timing_s"]`` holds each metric's seconds.
+    With ``bootstrap=B`` (B ≥ 2) every key also gets
+    ``<key>.ci_low`` / ``<key>.ci_high``, the 95% percentile interval over B row resamples.
+    """
+    names = resolve_metrics(metrics)
+    backend = check_backend(backend)
+    inputs = check_inputs(codes, factors, factor_names)
+    n_train = split_rows(inputs.n, train_fraction)
+    if bootstrap < 0 or bootstrap == 1:
+        raise ValueError(f"bootstrap must be 0 (off) or at least 2 resamples; found {bootstrap}")
+    common = {
+        "backend": backend,
+        "train_fraction": train_fraction,
+        "n_jobs": n_jobs,
+        "seed": seed,
+    }
+    flat, details = _run(names, inputs.codes, inputs.factors, inputs.factor_names, common)
+    details["skipped_factors"] = list(inputs.skipped)
+    if bootstrap:
+
+        def compute(c, f, b):
+            return _run(names, c, f, inputs.factor_names, {**common, "seed": seed + 1 + b})[0]
+
+        intervals = bootstrap_intervals(
+            compute, inputs.codes, inputs.factors,
+            n_train=n_train, num_resamples=bootstrap, seed=seed,
+        )
+        for key in list(flat):
+            if key in intervals:
+                flat[f"{key}.ci_low"], flat[f"{key}.ci_high"] = intervals[key]
+        details["bootstrap"] = {"resamples": int(bootstrap), "level": 0.95}
+    return flat, details

@@ -1,0 +1,133 @@
+"""Representations on disk: encode a dataset with a model, save and load the interchange format.
+
+The paper's code (and its ``example/`` folder) stores what a model makes of 15,008 samples as
+``representations.npz`` (``mean`` and ``sampled``, float32 [N, D]) beside ``classes.csv`` (factor
+names as header, one row of integer classes per sample). Every metric reads that pair, so a model
+trained anywhere can be scored here, and ours can be scored by their scripts.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from disentkit.errors import DataLayoutError
+from disentkit.io import atomic_path, write_text
+from disentkit.metrics._common import as_integer_factors
+
+REPRESENTATIONS = "representations.npz"
+CLASSES = "classes.csv"
+LAYOUT = (
+    f"  {REPRESENTATIONS}  arrays 'mean' and 'sampled', float32 [N, D]\n"
+    f"  {CLASSES}          header = factor names, then N rows of integer classes"
+)
+
+
+def encode_dataset(model, dataset, n: int, seed: int, *, batch_size: int = 256, device="cpu"):
+    """Encode ``n`` samples of ``dataset``: ``(mean, sampled, factors)``.
+
+    Factors are drawn uniformly over the dataset's combinations with ``default_rng(seed)``;
+    images are rendered a batch at a time; ``model.encode(x) -> (mu, logvar)`` gives the
+    posterior mean and a sample mu + exp(logvar / 2)·ε with ε from a ``torch.Generator`` seeded
+    by ``seed`` (drawn for all n rows at once, so ``batch_size`` does not change the samples).
+    Returns float32 [n, D], float32 [n, D] and int64 [n, K].
+    """
+    import torch
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1 samples; found {n}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; found {batch_size}")
+    channels = getattr(model, "in_channels", None)
+    if channels is not None and channels != dataset.image_shape[0]:
+        raise ValueError(
+            f"the model takes {channels}-channel images; dataset {dataset.name!r} has "
+            f"{dataset.image_shape[0]} (adapt the model: disentkit.transfer.adapt_channels)"
+        )
+    rng = np.random.default_rng(seed)
+    factors = np.asarray(dataset.sample_factors(n, rng), dtype=np.int64)
+    gen = torch.Generator().manual_seed(int(seed))
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    means, samples, eps = [], [], None
+    try:
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                x = dataset.images(factors[start : start + batch_size], rng=rng)
+                mu, logvar = model.encode(torch.as_tensor(x, dtype=torch.float32, device=device))
+                mu, logvar = mu.float().cpu(), logvar.float().cpu()
+                if eps is None:  # all the noise at once: samples do not depend on batch_size
+                    eps = torch.randn((n, mu.shape[1]), generator=gen)
+                means.append(mu.numpy())
+                noise = eps[start : start + len(mu)]
+                samples.append((mu + torch.exp(0.5 * logvar) * noise).numpy())
+    finally:
+        if was_training and hasattr(model, "train"):
+            model.train()
+    mean = np.concatenate(means).astype(np.float32)
+    sampled = np.concatenate(samples).astype(np.float32)
+    return mean, sampled, factors
+
+
+def save_representations(folder, mean, sampled, factors, factor_names) -> tuple[Path, Path]:
+    """Write ``representations.npz`` and ``classes.csv`` into ``folder`` atomically."""
+    mean = np.asarray(mean, dtype=np.float32)
+    sampled = np.asarray(sampled, dtype=np.float32)
+    factors = as_integer_factors(factors)
+    names = [str(n) for n in factor_names]
+    if mean.ndim != 2 or sampled.shape != mean.shape:
+        raise ValueError(
+            f"mean and sampled must both be [N, D]; found {mean.shape} and {sampled.shape}"
+        )
+    if factors.ndim != 2 or len(factors) != len(mean) or factors.shape[1] != len(names):
+        raise ValueError(
+            f"factors must be [N={len(mean)}, K={len(names)}] (one column per name); "
+            f"found {factors.shape}"
+        )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    npz = folder / REPRESENTATIONS
+    with atomic_path(npz, suffix=".npz") as tmp:
+        np.savez(tmp, mean=mean, sampled=sampled)
+    lines = [",".join(names)] + [",".join(str(int(v)) for v in row) for row in factors]
+    write_text(folder / CLASSES, "\n".join(lines) + "\n")
+    return npz, folder / CLASSES
+
+
+def load_representations(npz, csv_file, key: str = "mean"):
+    """Read ``(codes [N, D], factors int64 [N, K], factor_names)`` from the reference layout.
+
+    ``classes.csv`` may hold float-formatted integers ("3.0", as in the paper's example); any
+    value that is not an integer raises ``ValueError`` naming the row and column.
+    """
+    npz, csv_file = Path(npz), Path(csv_file)
+    for path in (npz, csv_file):
+        if not path.is_file():
+            raise DataLayoutError(path, "file not found", LAYOUT)
+    with np.load(npz) as data:
+        if key not in data.files:
+            raise ValueError(f"{npz} has no array {key!r}; it holds {', '.join(data.files)}")
+        codes = np.asarray(data[key])
+    with open(csv_file, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise DataLayoutError(csv_file, "empty classes file", LAYOUT)
+    names = [n.strip() for n in rows[0]]
+    body = [r for r in rows[1:] if r]
+    try:
+        values = np.array([[float(v) for v in r] for r in body], dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{csv_file}: classes must be numbers ({exc})") from exc
+    if values.ndim != 2 or (len(body) and values.shape[1] != len(names)):
+        raise ValueError(
+            f"{csv_file}: every row must have {len(names)} values (one per factor name)"
+        )
+    factors = as_integer_factors(values.reshape(len(body), len(names)))
+    if len(factors) != len(codes):
+        raise ValueError(
+            f"{npz} holds {len(codes)} codes but {csv_file} holds {len(factors)} rows of classes"
+        )
+    return codes, factors, names

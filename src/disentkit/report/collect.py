@@ -1,0 +1,125 @@
+"""Find and read the evaluation results a report is built from.
+
+Every evaluation (docs/architecture.md, "Contracts" run folder) writes one ``results.json`` whose ``kind`` says what
+was evaluated: ``source`` (a trained source model on its own dataset), ``floor`` (an untrained
+network of the same architecture, the floor that proves learning happened), ``before`` (a source
+model on a target, zero-shot) or ``after`` (the same after fine-tuning on the target). A report is
+a pure function of these files, so ``disentkit report DIR`` rebuilds it from disk for one run or
+for a whole sweep of runs (Dapueto et al. 2024, §4: tables over 10 seeds).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: the schema tag written by :mod:`disentkit.evaluate`; other ``results.json`` files are ignored
+SCHEMA = "disentkit.results/1"
+KINDS = ("source", "floor", "before", "after")
+
+
+@dataclass
+class Result:
+    """One evaluation read from disk: the parsed ``results.json`` and where it lies."""
+
+    path: Path
+    data: dict[str, Any] = field(repr=False)
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def kind(self) -> str:
+        return self.data["kind"]
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.data.get("metrics", {})
+
+    @property
+    def dataset(self) -> str:
+        return self.data["dataset"]["name"]
+
+    @property
+    def factor_names(self) -> list[str]:
+        return list(self.data["dataset"].get("factor_names", []))
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.data.get("model", {})
+
+    @property
+    def transfer(self) -> dict[str, Any] | None:
+        return self.data.get("transfer")
+
+    def source_label(self) -> str:
+        """The source model's identity without its seed: dataset, method, architecture, β."""
+        m = self.model
+        return f"{m.get('source_dataset', '?')} ({m.get('method', '?')}, {m.get('arch', '?')}, β={_num(m.get('beta'))})"
+
+    def replicate(self) -> tuple:
+        """What varies across repeats of one experiment: the source seed and the transfer seed."""
+        t = self.transfer or {}
+        return (self.model.get("seed"), t.get("seed"))
+
+    def figure(self, name: str) -> Path | None:
+        """Absolute path of a figure this evaluation listed, if it exists on disk."""
+        rel = self.data.get("figures", {}).get(name)
+        if not rel:
+            return None
+        path = self.folder / rel
+        return path if path.is_file() else None
+
+    def log_path(self) -> Path | None:
+        rel = self.data.get("log")
+        if not rel:
+            return None
+        path = (self.folder / rel).resolve()
+        return path if path.is_file() else None
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def load_result(path: str | Path) -> Result:
+    """Read one ``results.json``; raise ``ValueError`` naming the file when it is not ours."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: expected a disentkit results file with schema {SCHEMA!r}")
+    if data.get("kind") not in KINDS:
+        raise ValueError(f"{path}: kind must be one of {KINDS}, found {data.get('kind')!r}")
+    for key in ("dataset", "metrics"):
+        if not isinstance(data.get(key), dict):
+            raise ValueError(f"{path}: missing the {key!r} section")
+    return Result(path=path, data=data)
+
+
+def collect_results(root: str | Path) -> list[Result]:
+    """Every disentkit ``results.json`` under ``root`` (recursively), in a stable order.
+
+    Files that are not disentkit results (another tool's ``results.json``) are skipped; a file
+    with our schema tag that is malformed raises, because a silently missing row would bias
+    a mean over seeds.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such results folder: {root}")
+    out = []
+    for path in sorted(root.rglob("results.json")):
+        try:
+            head = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(head, dict) and head.get("schema") == SCHEMA:
+            out.append(load_result(path))
+    return out
