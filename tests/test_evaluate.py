@@ -15,7 +15,6 @@ from disentkit.evaluate import (
     is_complete,
     omes_block,
     traversal_rows,
-    versions,
 )
 from disentkit.io import read_json, write_json
 from disentkit.report.collect import SCHEMA, load_result
@@ -107,7 +106,6 @@ def test_evaluate_rejects_bad_input(tmp_path):
     (tmp_path / "w" / "results.json").write_text("{cut")
     assert not is_complete(tmp_path / "w")
     assert SCHEMA.startswith("disentkit.results/")
-    assert {"python", "numpy", "torch"} <= set(versions())
 
 
 def test_downstream_models_narrow_the_classifiers(tmp_path):
@@ -130,28 +128,3 @@ def test_downstream_models_narrow_the_classifiers(tmp_path):
                             EvalSettings(metrics=("downstream",), downstream_models=("gbt",), bootstrap=2))
 
 
-def test_line_sampling_gives_omes_pairs_on_a_large_grid(toy_dataset_cls):
-    from disentkit.evaluate import LineSampled
-    from disentkit.metrics.omes import factor_pairs
-    from disentkit.transfer import CombinationSubset, is_heldout
-
-    big = toy_dataset_cls(sizes=(1, 30, 40, 50, 60))  # 3.6 M combinations, one constant factor
-    rng = np.random.default_rng(0)
-    lines = LineSampled(big, 4).sample_factors(2000, rng)
-    uniform = big.sample_factors(2000, np.random.default_rng(0))
-    assert lines.shape == (2000, 5) and lines[:, 0].max() == 0
-    for k in range(1, 5):
-        n_lines = len(factor_pairs(lines, k, np.random.default_rng(0))[0])
-        n_uniform = len(factor_pairs(uniform, k, np.random.default_rng(0))[0])
-        assert n_lines > 500 and n_lines > 5 * n_uniform
-        size = big.factor_sizes[k]
-        assert np.bincount(lines[:, k], minlength=size).min() > 0  # every value drawn
-        assert abs(lines[:, k].mean() - (size - 1) / 2) < 0.1 * size  # centred like a uniform
-    # consecutive rows of one line differ in exactly one factor
-    diff = (lines[1:4] != lines[0]).sum(axis=1)
-    assert set(diff.tolist()) <= {1}
-    # on a held-out part every line member stays inside the part
-    held = LineSampled(CombinationSubset(big, "heldout", 0.25, 0), 4).sample_factors(500, rng)
-    assert is_heldout(big, held, 0.25, 0).all()
-    with pytest.raises(ValueError, match="line_length"):
-        LineSampled(big, 1)

@@ -1,61 +1,12 @@
-"""Encoding a dataset with a model, and the representations.npz + classes.csv interchange format."""
+"""The representations.npz + classes.csv interchange format (encoding: tests/test_views.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from disentkit.errors import DataLayoutError
-from disentkit.metrics.representations import (
-    encode_dataset,
-    load_representations,
-    save_representations,
-)
-
-
-class TinyEncoder(torch.nn.Module):
-    """encode(x) -> (mu, logvar): mu reads the pixels that hold the factors."""
-
-    def __init__(self, latent=3, logvar=-2.0):
-        super().__init__()
-        self.proj = torch.nn.Linear(16, latent)
-        self.logvar = logvar
-
-    def encode(self, x):
-        mu = self.proj(x.flatten(1))
-        return mu, torch.full_like(mu, self.logvar)
-
-
-def test_encode_dataset_shapes_determinism_and_sampling(toy_dataset_cls):
-    torch.manual_seed(0)
-    model, ds = TinyEncoder().train(), toy_dataset_cls()
-    mean, sampled, factors = encode_dataset(model, ds, 50, seed=3, batch_size=16)
-    assert mean.shape == sampled.shape == (50, 3) and factors.shape == (50, 4)
-    assert mean.dtype == sampled.dtype == np.float32 and factors.dtype == np.int64
-    assert ds.contains(factors).all()
-    assert model.training  # the caller's mode is restored
-    again = encode_dataset(model, ds, 50, seed=3, batch_size=7)
-    for a, b in zip((mean, sampled, factors), again):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    # mean is the encoder's mu; sampled = mu + exp(logvar/2)·eps with eps ~ N(0, 1)
-    expected = model.encode(torch.as_tensor(ds.images(factors)))[0].detach().numpy()
-    np.testing.assert_allclose(mean, expected, atol=1e-5)
-    spread = (sampled - mean) / np.exp(-1.0)
-    assert abs(spread.std() - 1.0) < 0.2
-    other = encode_dataset(model, ds, 50, seed=4)[2]
-    assert not np.array_equal(other, factors)
-
-
-def test_encode_dataset_rejects_bad_sizes(toy_dataset_cls):
-    with pytest.raises(ValueError, match="n must be >= 1"):
-        encode_dataset(TinyEncoder(), toy_dataset_cls(), 0, seed=0)
-    with pytest.raises(ValueError, match="batch_size"):
-        encode_dataset(TinyEncoder(), toy_dataset_cls(), 5, seed=0, batch_size=0)
-    rgb = TinyEncoder()
-    rgb.in_channels = 3
-    with pytest.raises(ValueError, match="3-channel images; dataset 'toy' has 1"):
-        encode_dataset(rgb, toy_dataset_cls(), 5, seed=0)
+from disentkit.metrics.representations import load_representations, save_representations
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -1,23 +1,26 @@
-"""Evaluate one model on one dataset and write an evaluation folder (docs/architecture.md, "Contracts" run folder).
+"""Evaluate one model on one dataset and write an evaluation folder (docs/architecture.md, "Contracts").
 
 The paper evaluates every model — a source on its own data, a source zero-shot on a target
 ("before"), the same after fine-tuning ("after") — on 15,008 encoded samples with OMES, DCI, MIG
-and GBT/MLP accuracy on the full and the OMES-pruned code (Dapueto et al. 2024, §4). One call here
-does that for one (model, dataset) and writes, atomically:
+and GBT/MLP accuracy on the full and the OMES-pruned code (Dapueto et al. 2024, §4). This module
+owns the two steps and the file between them and the report:
 
-* ``representations.npz`` (``mean``, ``sampled``) and ``classes.csv``: the interchange format;
-* ``results.json``: flat metrics, the OMES relation matrix and association, what was evaluated
-  (``kind``, dataset, model, transfer settings), versions, backend, seed and elapsed time;
-* ``figures/``: reconstructions, latent traversals labelled with OMES's factor, relation heat map.
-
-A folder whose ``results.json`` is complete is skipped (``evaluate_model`` returns it as is).
+* :func:`encode` — (model, dataset, n, sampling, seed) → codes and factor classes. The rows never
+  repeat a factor combination, and the classifiers' train/test split (the first 2/3 of the rows,
+  :func:`disentkit.metrics._common.split_rows`) falls between whole lines, so no test combination
+  (nor a line a test row belongs to) is seen in training (docs/architecture.md, §6). Where the
+  evaluated part holds fewer combinations than ``n``, all are used and the smaller ``n`` recorded.
+* :func:`evaluate_model` — encode, compute the metrics and write, atomically,
+  ``representations.npz`` + ``classes.csv`` (the interchange format), ``results.json`` (schema
+  :data:`SCHEMA`: metrics, the OMES block, what was evaluated and how — ``evaluation``: n,
+  distinct combinations, ``test_rows_seen_in_train`` — versions, backend, seed, time) and
+  ``figures/``. A folder whose ``results.json`` is complete is skipped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import platform
-import sys
+import logging
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -27,8 +30,20 @@ from typing import Any
 import numpy as np
 
 from disentkit.data.base import FactorDataset
+from disentkit.data.kinds import kinds_of
+from disentkit.data.views import SAMPLINGS, draw_rows
 from disentkit.io import read_json, write_json
-from disentkit.report.collect import KINDS, SCHEMA
+from disentkit.metrics._common import DEFAULT_TRAIN_FRACTION, library_versions
+from disentkit.metrics.representations import save_representations
+
+log = logging.getLogger(__name__)
+
+#: the schema tag of ``results.json``; :mod:`disentkit.report` reads files with this tag only
+SCHEMA = "disentkit.results/1"
+#: what an evaluation is of: a trained source on its data, the untrained network of the same
+#: architecture (on the source's data, or on a transfer's target when ``transfer`` is set), the
+#: source zero-shot on a target, and the same after fine-tuning
+KINDS = ("source", "floor", "before", "after")
 
 #: images in the reconstruction figure and steps of each traversal row
 N_RECON = 8
@@ -43,20 +58,24 @@ class EvalSettings:
     seed: int = 0
     metrics: tuple[str, ...] | None = None  # None: every metric the library offers
     backend: str = "fast"
-    train_fraction: float = 2.0 / 3.0
+    train_fraction: float = DEFAULT_TRAIN_FRACTION
     bootstrap: int = 0
     batch_size: int = 256
     figures: bool = True
     #: threads for the classifiers of the metrics (None: the metrics' own default)
     n_jobs: int | None = None
     #: "lines" (default): short lines of samples that differ in one factor, so that OMES finds its
-    #: intervention pairs on large grids (see :class:`LineSampled`); "uniform": i.i.d. samples
+    #: intervention pairs on large grids (see :class:`disentkit.data.views.LineSampled`);
+    #: "uniform": samples drawn uniformly; both without repeating a combination
     sampling: str = "lines"
     #: samples per line with ``sampling="lines"``
     line_length: int = 4
     #: classifiers of the downstream metric (None: all, i.e. gbt, mlp, their pruned variants and
     #: gbt_single); the paper's transfer tables need gbt and gbt_pruned only
     downstream_models: tuple[str, ...] | None = None
+    #: smoke sizes (seconds-long tests): recorded, so a report built from them says its verdicts
+    #: mean nothing
+    smoke: bool = False
 
 
 @dataclass
@@ -70,76 +89,62 @@ class EvalInfo:
     log: str | None = None  # log.jsonl of the training that produced the model, relative path
 
 
-class LineSampled(FactorDataset):
-    """Evaluation samples drawn as short *lines*: a uniform base combination, then up to
-    ``line_length`` members that differ from it in one factor only (the factor cycles over the
-    varying ones; values distinct, uniform; only combinations the dataset contains).
+# ---------------------------------------------------------------------------- rows and codes
+@dataclass
+class Encoding:
+    """What a model makes of an evaluation's rows: posterior means and samples [n, D] (float32),
+    factor classes [n, K] (int64) and the rows' record (see :func:`draw_rows`)."""
 
-    Why: OMES (Dapueto et al. 2024, §3.2) reads pairs of samples that differ in exactly one
-    factor. Drawn i.i.d. from Color-dSprites' 5.2 M combinations, 6,000 samples hold almost no
-    such pair (the reference code found some only because its index bug shrank the grid). Lines
-    give every factor thousands of pairs while each factor's marginal stays uniform. Lines are
-    contiguous, so the classifiers' train/test split (first 2/3 of the rows) keeps whole lines
-    apart, except the one line cut by the boundary.
+    mean: np.ndarray
+    sampled: np.ndarray
+    factors: np.ndarray
+    record: dict[str, Any]
+
+
+def encode(model, dataset: FactorDataset, n: int, *, sampling: str = "lines", seed: int = 0,
+           line_length: int = 4, train_fraction: float = DEFAULT_TRAIN_FRACTION,
+           batch_size: int = 256, device="cpu") -> Encoding:
+    """Encode ``n`` rows of ``dataset`` (:func:`draw_rows`) with ``model``.
+
+    ``model.encode(x) -> (mu, logvar)`` gives the posterior mean and a sample mu + exp(logvar/2)·ε,
+    ε from a ``torch.Generator`` seeded by ``seed`` and drawn for all rows at once (so
+    ``batch_size`` does not change the samples); images are rendered a batch at a time with the
+    generator that drew the rows (their nuisances: noise backgrounds, crops). The same arguments
+    give the same numbers, which is what lets ``disentkit encode`` reproduce ``run``'s rows.
     """
+    import torch
 
-    def __init__(self, base: FactorDataset, line_length: int = 4):
-        if line_length < 2:
-            raise ValueError(f"line_length must be >= 2, found {line_length}")
-        self.base, self.line_length = base, int(line_length)
-        self.name = base.name
-        self.factor_names = tuple(base.factor_names)
-        self.factor_sizes = tuple(base.factor_sizes)
-        self.image_shape = tuple(base.image_shape)
-        self.combinations = getattr(base, "combinations", None)
-
-    def images(self, factors, rng=None):
-        return self.base.images(factors, rng)
-
-    def contains(self, factors):
-        return self.base.contains(factors)
-
-    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        sizes = np.asarray(self.factor_sizes, dtype=np.int64)
-        varying = np.flatnonzero(sizes > 1)
-        if varying.size == 0:
-            return self.base.sample_factors(n, rng)
-        chunks, have, turn = [], 0, 0
-        while have < n:
-            m = max((n - have) // 2, 8)  # lines this round (each keeps >= 1 member, the base)
-            base = self.base.sample_factors(m, rng)
-            k = varying[(turn + np.arange(m)) % varying.size]
-            turn += m
-            # distinct values of factor k per line, uniform: ranks of random keys
-            keys = rng.random((m, int(sizes.max())))
-            keys[np.arange(int(sizes.max()))[None, :] >= sizes[k][:, None]] = np.inf
-            values = np.argsort(keys, axis=1)[:, : self.line_length - 1]
-            lines = np.repeat(base[:, None, :], self.line_length, axis=1)
-            lines[np.arange(m)[:, None], 1 + np.arange(values.shape[1])[None, :], k[:, None]] = values
-            keep = np.ones((m, self.line_length), dtype=bool)
-            if values.shape[1] < self.line_length - 1:
-                keep[:, 1 + values.shape[1]:] = False
-            keep[:, 1:] &= values < sizes[k][:, None]
-            keep[:, 1:] &= values != base[np.arange(m), k][:, None]  # not the base again
-            flat, flat_keep = lines.reshape(-1, len(sizes)), keep.reshape(-1)
-            flat_keep &= self.base.contains(flat)
-            rows = flat[flat_keep]
-            chunks.append(rows)
-            have += len(rows)
-        return np.concatenate(chunks)[:n]
-
-
-def versions() -> dict[str, str]:
-    """Library versions that change numbers (recorded with every result, docs/architecture.md, principle 9)."""
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("disentkit", "numpy", "torch", "scikit-learn", "lightgbm", "scipy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            continue
-    return out
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; found {batch_size}")
+    channels = getattr(model, "in_channels", None)
+    if channels is not None and channels != dataset.image_shape[0]:
+        raise ValueError(
+            f"the model takes {channels}-channel images; dataset {dataset.name!r} has "
+            f"{dataset.image_shape[0]} (adapt the model: disentkit.transfer.adapt_channels)")
+    rng = np.random.default_rng(seed)
+    rows = draw_rows(dataset, n, sampling=sampling, seed=seed, line_length=line_length,
+                     train_fraction=train_fraction, rng=rng)
+    factors, total = rows.factors, len(rows.factors)
+    gen = torch.Generator().manual_seed(int(seed))
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    means, samples, eps = [], [], None
+    try:
+        with torch.no_grad():
+            for start in range(0, total, batch_size):
+                x = dataset.images(factors[start: start + batch_size], rng=rng)
+                mu, logvar = model.encode(torch.as_tensor(x, dtype=torch.float32, device=device))
+                mu, logvar = mu.float().cpu(), logvar.float().cpu()
+                if eps is None:  # all the noise at once: samples do not depend on batch_size
+                    eps = torch.randn((total, mu.shape[1]), generator=gen)
+                means.append(mu.numpy())
+                samples.append((mu + torch.exp(0.5 * logvar) * eps[start: start + len(mu)]).numpy())
+    finally:
+        if was_training and hasattr(model, "train"):
+            model.train()
+    return Encoding(np.concatenate(means).astype(np.float32),
+                    np.concatenate(samples).astype(np.float32), factors, rows.record)
 
 
 def is_complete(folder: str | Path) -> bool:
@@ -256,14 +261,12 @@ def compute_all_metrics(codes, factors, names, settings: EvalSettings) -> tuple[
 
 def evaluate_model(model, dataset, folder: str | Path, info: EvalInfo,
                    settings: EvalSettings | None = None) -> dict:
-    """Encode ``settings.n`` samples of ``dataset`` with ``model``, compute the metrics, write
-    the evaluation folder, and return the results dict. Skips (returns the saved results) when
-    ``folder`` already holds a complete evaluation.
+    """Encode ``settings.n`` rows of ``dataset`` with ``model`` (:func:`encode`), compute the
+    metrics, write the evaluation folder, and return the results dict. Skips (returns the saved
+    results) when ``folder`` already holds a complete evaluation.
 
     The model must take the dataset's channels (see :func:`disentkit.transfer.adapt_channels`).
     """
-    from disentkit.metrics.representations import encode_dataset, save_representations
-
     folder = Path(folder)
     if info.kind not in KINDS:
         raise ValueError(f"evaluation kind must be one of {KINDS}, found {info.kind!r}")
@@ -271,37 +274,35 @@ def evaluate_model(model, dataset, folder: str | Path, info: EvalInfo,
         return read_json(folder / "results.json")
     settings = settings or EvalSettings()
     model.eval()
-    if model.in_channels != dataset.image_shape[0]:
-        raise ValueError(
-            f"the model takes {model.in_channels}-channel images, dataset {dataset.name!r} has "
-            f"{dataset.image_shape[0]}; adapt the model first (disentkit.transfer.adapt_channels)"
-        )
     start = time.perf_counter()
     names = list(dataset.factor_names)
-    if settings.sampling not in ("lines", "uniform"):
-        raise ValueError(f"sampling must be 'lines' or 'uniform', found {settings.sampling!r}")
-    drawn = LineSampled(dataset, settings.line_length) if settings.sampling == "lines" else dataset
-    mean, sampled, factors = encode_dataset(model, drawn, settings.n, settings.seed,
-                                            batch_size=settings.batch_size)
-    save_representations(folder, mean, sampled, factors, names)
+    enc = encode(model, dataset, settings.n, sampling=settings.sampling, seed=settings.seed,
+                 line_length=settings.line_length, train_fraction=settings.train_fraction,
+                 batch_size=settings.batch_size)
+    if enc.record["test_rows_seen_in_train"]:  # pragma: no cover - draw_rows guarantees 0
+        raise RuntimeError(f"{dataset.name}: test rows repeat training combinations")
+    save_representations(folder, enc.mean, enc.sampled, enc.factors, names)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        flat, details = compute_all_metrics(mean, factors, names, settings)
+        flat, details = compute_all_metrics(enc.mean, enc.factors, names, settings)
     notes = sorted({str(w.message) for w in caught})
-    if notes:  # one line on the console; every message kept in results.json
-        print(f"note: {dataset.name}: {len(notes)} metric warning(s), listed in "
-              f"{folder / 'results.json'}; first: {notes[0]}", file=sys.stderr)
+    if notes:  # one line in the log; every message kept in results.json
+        log.warning("%s: %d metric warning(s), listed in %s; first: %s", dataset.name, len(notes),
+                    folder / "results.json", notes[0])
     omes = omes_block(details, names)
     figs = {}
     if settings.figures:
-        figs = write_figures(model, dataset, factors, mean, omes, folder, dataset.name)
+        figs = write_figures(model, dataset, enc.factors, enc.mean, omes, folder, dataset.name)
+    n = enc.record["n"]
     results = {
         "schema": SCHEMA,
         "kind": info.kind,
         "dataset": {"name": dataset.name, "factor_names": names,
                     "factor_sizes": list(dataset.factor_sizes),
                     "image_shape": list(dataset.image_shape), "split": info.split,
-                    "n": int(settings.n), "sampling": settings.sampling},
+                    "n": n, "sampling": settings.sampling, "factor_kinds": kinds_of(dataset),
+                    "nuisances": list(getattr(dataset, "nuisances", ()))},
+        "evaluation": enc.record,
         "model": info.model,
         "transfer": info.transfer,
         "metrics": {k: float(v) for k, v in flat.items()},
@@ -309,8 +310,8 @@ def evaluate_model(model, dataset, folder: str | Path, info: EvalInfo,
         "figures": figs,
         "log": info.log,
         "warnings": notes,
-        "meta": {"versions": versions(), "backend": settings.backend, "seed": settings.seed,
-                 "train_fraction": settings.train_fraction, "n": int(settings.n),
+        "meta": {"versions": library_versions(), "backend": settings.backend, "seed": settings.seed,
+                 "train_fraction": settings.train_fraction, "n": n, "smoke": bool(settings.smoke),
                  "elapsed_s": round(time.perf_counter() - start, 3),
                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
     }
@@ -318,17 +319,32 @@ def evaluate_model(model, dataset, folder: str | Path, info: EvalInfo,
     return results
 
 
+def model_info(cfg, run_dir: str | Path) -> dict:
+    """The source model's identity as ``results.json`` records it (``model``)."""
+    return {"run_dir": str(run_dir), "source_dataset": cfg.data.dataset, "method": cfg.method.name,
+            "arch": cfg.model.arch, "beta": cfg.method.beta, "latent_dim": cfg.model.latent_dim,
+            "seed": cfg.run.seed, "steps": cfg.run.steps}
+
+
+def untrained_network(cfg, in_channels: int):
+    """The network of run config ``cfg`` at its initialisation (the same seed, no weights loaded):
+    the floor every trained number is read beside (docs/architecture.md, §6)."""
+    from disentkit.train.prepare import build_network, seeds
+
+    untrained_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=None))
+    return build_network(untrained_cfg, in_channels, seeds(cfg.run.seed)["init"])
+
+
 def evaluate_source(run_dir: str | Path, settings: EvalSettings | None = None, *, dataset=None,
                     floor: bool = True) -> dict:
     """Evaluate a trained source run on its own dataset (``RUN/eval``) and, with ``floor``, the
-    same network at its initialisation (``RUN/floor``): the untrained floor that shows what
-    training added (an untrained encoder scores DCI-D ≈ 0.03, MIG ≈ 0.01 on dSprites).
+    same network at its initialisation (``RUN/floor``) on the same rows: the untrained floor that
+    shows what training added (an untrained encoder scores DCI-D ≈ 0.03, MIG ≈ 0.01 on dSprites).
 
     Returns ``{"source": results, "floor": results or None}``; finished folders are skipped.
     """
     from disentkit.data.registry import get_dataset
     from disentkit.train.checkpoint import load_run
-    from disentkit.train.prepare import build_network, seeds
 
     run_dir = Path(run_dir)
     model, cfg = load_run(run_dir, device="cpu")
@@ -337,16 +353,13 @@ def evaluate_source(run_dir: str | Path, settings: EvalSettings | None = None, *
         if cfg.data.root:
             kwargs["root"] = cfg.data.root
         dataset = get_dataset(cfg.data.dataset, **kwargs)
-    info = {"run_dir": str(run_dir), "source_dataset": cfg.data.dataset, "method": cfg.method.name,
-            "arch": cfg.model.arch, "beta": cfg.method.beta, "latent_dim": cfg.model.latent_dim,
-            "seed": cfg.run.seed, "steps": cfg.run.steps}
+    info = model_info(cfg, run_dir)
     out = {"source": evaluate_model(model, dataset, run_dir / "eval",
                                     EvalInfo("source", info, log="../log.jsonl"), settings)}
     out["floor"] = None
     if floor:
-        untrained_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=None))
-        untrained = build_network(untrained_cfg, model.in_channels, seeds(cfg.run.seed)["init"])
         floor_settings = dataclasses.replace(settings or EvalSettings(), figures=False)
-        out["floor"] = evaluate_model(untrained, dataset, run_dir / "floor",
-                                      EvalInfo("floor", {**info, "steps": 0}), floor_settings)
+        out["floor"] = evaluate_model(untrained_network(cfg, model.in_channels), dataset,
+                                      run_dir / "floor", EvalInfo("floor", {**info, "steps": 0}),
+                                      floor_settings)
     return out

@@ -22,6 +22,8 @@ Folder layout (docs/architecture.md, "Contracts")::
     OUT/transfer.json        the resolved TransferConfig (a different config in OUT is an error)
     OUT/source_adapted/      only when channels differ: the adapted source as a run folder
     OUT/before/              representations.npz, classes.csv, results.json, figures/
+    OUT/floor/               the untrained network of the same architecture (the source's
+                             initialisation, channels adapted alike) on the same rows as before/
     OUT/finetune/            the fine-tuning run folder (config.json, checkpoint/, log.jsonl)
     OUT/after/               as before/, for the fine-tuned model
 
@@ -41,8 +43,11 @@ import numpy as np
 
 from disentkit.config import to_dict
 from disentkit.data.base import FactorDataset
+from disentkit.data.kinds import kinds_of
+from disentkit.data.views import CombinationSubset, is_heldout  # noqa: F401 (re-exported)
 from disentkit.errors import DisentkitError
-from disentkit.evaluate import EvalInfo, EvalSettings, evaluate_model, is_complete
+from disentkit.evaluate import (EvalInfo, EvalSettings, evaluate_model, is_complete, model_info,
+                                untrained_network)
 from disentkit.io import read_json, write_json
 
 FINETUNE_MODES = ("all", "encoder", "decoder", "none")
@@ -53,103 +58,6 @@ RUNTIME_FIELDS = ("device", "precision", "threads", "log_every", "data_root", "e
 
 class SourceRunError(DisentkitError):
     """The source run folder cannot be used (missing, corrupt or foreign files)."""
-
-
-# ---------------------------------------------------------------------------- held-out split
-def _unit_hash(codes: np.ndarray, seed: int) -> np.ndarray:
-    """A fixed pseudo-random number in [0, 1) per integer code (splitmix64 finaliser)."""
-    with np.errstate(over="ignore"):
-        x = np.asarray(codes, dtype=np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
-    return (x >> np.uint64(11)).astype(np.float64) / float(2**53)
-
-
-def is_heldout(dataset: FactorDataset, factors: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean [n]: which factor combinations belong to the held-out part.
-
-    Each combination of the *full* grid is held out when a seeded hash of its grid code falls
-    below ``fraction``: deterministic, independent of sampling order, and never materialised
-    (Color-dSprites has 5.2 M combinations), so every factor value appears in both parts while
-    no held-out *combination* is ever seen in fine-tuning.
-    """
-    return _unit_hash(dataset.grid_code(factors), seed) < fraction
-
-
-class CombinationSubset(FactorDataset):
-    """The training or the held-out part of a dataset's factor combinations.
-
-    It keeps the base dataset's name, factors and images; :meth:`sample_factors` draws uniformly
-    over the part's combinations (rejection from the base, so it works on complete and incomplete
-    grids alike); :meth:`contains` answers for the part. On an incomplete base, ``combinations``
-    is the part of its table. On a complete grid the table is not materialised, so weak-supervision
-    *pairs* may reach outside the part: fine-tuning here is unsupervised (single images), which
-    is not affected.
-    """
-
-    def __init__(self, base: FactorDataset, part: str, fraction: float, seed: int):
-        if part not in ("train", "heldout"):
-            raise ValueError(f"part must be 'train' or 'heldout', found {part!r}")
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"held-out fraction must be in (0, 1), found {fraction}")
-        self.base, self.part, self.fraction, self.seed = base, part, float(fraction), int(seed)
-        self.name = base.name
-        self.factor_names = tuple(base.factor_names)
-        self.factor_sizes = tuple(base.factor_sizes)
-        self.image_shape = tuple(base.image_shape)
-        self.synthetic = base.synthetic
-        self.source = base.source
-        if base.combinations is not None:
-            table = np.asarray(base.combinations)
-            self.combinations = table[self._member(table)]
-            if len(self.combinations) == 0:
-                raise ValueError(f"{base.name}: the {part} part of its combinations is empty")
-
-    def _member(self, factors: np.ndarray) -> np.ndarray:
-        held = is_heldout(self.base, factors, self.fraction, self.seed)
-        return held if self.part == "heldout" else ~held
-
-    def images(self, factors, rng=None):
-        return self.base.images(factors, rng)
-
-    def factor_values(self):
-        return self.base.factor_values()
-
-    def contains(self, factors):
-        factors = np.asarray(factors, dtype=np.int64)
-        inside = self.base.contains(factors)
-        out = np.zeros(len(factors), dtype=bool)
-        if inside.any():
-            out[inside] = self._member(factors[inside])
-        return out
-
-    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        if self.combinations is not None:
-            return self.combinations[rng.integers(0, len(self.combinations), size=n)]
-        share = self.fraction if self.part == "heldout" else 1.0 - self.fraction
-        chunks, need = [], int(n)
-        for _ in range(1000):
-            if need <= 0:
-                break
-            cand = self.base.sample_factors(int(need / share * 1.2) + 16, rng)
-            keep = cand[self._member(cand)][:need]
-            chunks.append(keep)
-            need -= len(keep)
-        else:
-            raise ValueError(f"{self.name}: could not draw {n} samples from the {self.part} part")
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.num_factors), np.int64)
-
-    def __len__(self) -> int:
-        if self.combinations is not None:
-            return int(len(self.combinations))
-        total = int(np.prod(self.factor_sizes, dtype=np.int64))
-        count = 0
-        for start in range(0, total, 1 << 20):  # chunks keep memory flat on large grids
-            idx = np.arange(start, min(total, start + (1 << 20)))
-            count += int(self._member(self.base.index_to_factors(idx)).sum())
-        return count
 
 
 # ---------------------------------------------------------------------------- channels
@@ -353,21 +261,19 @@ def target_dataset(name: str, root: str | None):
     return get_dataset(name, root=root) if root else get_dataset(name)
 
 
-def _factor_names(name: str) -> list[str]:
-    """A registered dataset's factor names without building it ([] when unknown)."""
+def _source_factors(name: str) -> dict:
+    """A registered dataset's factor names, sizes, kinds and nuisances without building it (empty
+    when unknown): what the report pairs target factors with (disentkit.data.kinds)."""
     from disentkit.data.registry import dataset_class
 
     try:
-        return list(dataset_class(name).factor_names)
-    except (KeyError, ImportError, AttributeError):
-        return []
-
-
-def _source_info(src_cfg, run_dir: Path) -> dict:
-    return {"run_dir": str(run_dir), "source_dataset": src_cfg.data.dataset,
-            "method": src_cfg.method.name, "arch": src_cfg.model.arch,
-            "beta": src_cfg.method.beta, "latent_dim": src_cfg.model.latent_dim,
-            "seed": src_cfg.run.seed, "steps": src_cfg.run.steps}
+        cls = dataset_class(name)
+    except (KeyError, ValueError, ImportError, AttributeError):
+        return {"source_factor_names": []}
+    return {"source_factor_names": list(cls.factor_names),
+            "source_factor_sizes": list(cls.factor_sizes),
+            "source_factor_kinds": kinds_of(cls),
+            "source_nuisances": list(getattr(cls, "nuisances", ()))}
 
 
 def _init_folder(model, src_cfg, source: Path, out: Path, source_channels: int) -> Path:
@@ -433,7 +339,8 @@ def _finetune(cfg: TransferConfig, src_cfg, init_from: Path, out: Path, train_se
 
 def transfer(cfg: TransferConfig, out_dir: str | Path, *,
              progress: StageProgress | None = None, dataset: FactorDataset | None = None) -> dict:
-    """Run one transfer into ``out_dir``; return ``{"before": results, "after": results|None}``.
+    """Run one transfer into ``out_dir``; return ``{"before": results, "floor": results,
+    "after": results|None}`` (``floor``: the untrained network on the same rows as ``before``).
 
     ``dataset`` overrides the registry lookup of ``cfg.target`` (a dataset built in code).
 
@@ -470,23 +377,38 @@ def transfer(cfg: TransferConfig, out_dir: str | Path, *,
     info_t = {"source_dataset": src_cfg.data.dataset, "target": cfg.target, "finetune": cfg.finetune,
               "steps": cfg.steps, "beta": cfg.beta, "lr": cfg.lr, "seed": cfg.seed,
               "compat": cfg.compat, "eval_split": split, "channel_rule": rule,
-              "source_factor_names": _factor_names(src_cfg.data.dataset)}
-    model_info = _source_info(src_cfg, source)
+              **_source_factors(src_cfg.data.dataset)}
+    model_info_ = model_info(src_cfg, source)
     adapted = adapt_channels(model, channels)
 
     progress.stage("zero-shot evaluation" + (" (skipped: done)" if is_complete(out / "before") else ""))
     before = evaluate_model(adapted, eval_set, out / "before",
-                            EvalInfo("before", model_info, info_t, split), cfg.eval)
+                            EvalInfo("before", model_info_, info_t, split), cfg.eval)
+    floor = _target_floor(src_cfg, int(model.in_channels), channels, eval_set, out,
+                          EvalInfo("floor", {**model_info_, "steps": 0}, info_t, split), cfg.eval)
     if cfg.finetune == "none":
-        return {"before": before, "after": None}
+        return {"before": before, "floor": floor, "after": None}
 
     init_from = _init_folder(adapted, src_cfg, source, out, int(model.in_channels))
     run_dir = _finetune(cfg, src_cfg, init_from, out, train_set, progress)
     progress.stage("evaluation after fine-tuning" + (" (skipped: done)" if is_complete(out / "after") else ""))
     tuned, _ = load_run(run_dir, device="cpu")
     after = evaluate_model(tuned, eval_set, out / "after",
-                           EvalInfo("after", model_info, info_t, split, log="../finetune/log.jsonl"),
+                           EvalInfo("after", model_info_, info_t, split, log="../finetune/log.jsonl"),
                            cfg.eval)
-    return {"before": before, "after": after}
+    return {"before": before, "floor": floor, "after": after}
+
+
+def _target_floor(src_cfg, src_channels: int, channels: int, eval_set, out: Path, info: EvalInfo,
+                  settings: EvalSettings) -> dict:
+    """The untrained network of the source's architecture and initialisation, channels adapted by
+    the same rule as the source, evaluated on the same rows as ``before``: what an encoder that
+    learned nothing scores on this target (docs/architecture.md, §6), so that a zero-shot 1.00
+    is never read without it."""
+    if is_complete(out / "floor"):
+        return evaluate_model(None, eval_set, out / "floor", info, settings)
+    untrained = adapt_channels(untrained_network(src_cfg, src_channels), channels)
+    return evaluate_model(untrained, eval_set, out / "floor", info,
+                          dataclasses.replace(settings, figures=False))
 
 

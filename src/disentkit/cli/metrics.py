@@ -53,6 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--sampling", default="lines", choices=("lines", "uniform"),
+                   help="rows drawn as lines differing in one factor (as run/transfer/sweep "
+                        "evaluate) or uniformly; never repeating a combination (default: lines)")
+    p.add_argument("--line-length", type=int, default=4, help="rows per line with --sampling lines")
     add_dataset_root_arguments(p)
     p.set_defaults(func=cmd_encode)
 
@@ -199,16 +203,20 @@ def save_relation_heatmap(relation, factor_names, association, inactive, path) -
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from disentkit.data.registry import get_dataset
-    from disentkit.metrics.representations import encode_dataset, save_representations
+    from disentkit.evaluate import encode
+    from disentkit.metrics.representations import save_representations
     from disentkit.train.checkpoint import load_run
 
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1; found {args.n}")
+    if args.n < 3:
+        raise ValueError(f"--n must be >= 3; found {args.n}")
     model, _config = load_run(args.run_dir, device=args.device)
     dataset = get_dataset(args.dataset, **dataset_kwargs(args))
-    mean, sampled, factors = encode_dataset(
-        model, dataset, args.n, args.seed, batch_size=args.batch_size, device=args.device
-    )
-    npz, csv_file = save_representations(args.out, mean, sampled, factors, dataset.factor_names)
-    print(f"wrote {npz} and {csv_file} ({len(mean)} samples, {mean.shape[1]} dimensions)")
+    enc = encode(model, dataset, args.n, sampling=args.sampling, seed=args.seed,
+                 line_length=args.line_length, batch_size=args.batch_size, device=args.device)
+    npz, csv_file = save_representations(args.out, enc.mean, enc.sampled, enc.factors,
+                                         dataset.factor_names)
+    r = enc.record
+    print(f"wrote {npz} and {csv_file} ({r['n']} samples of {r['distinct_combinations']} distinct "
+          f"combinations, {enc.mean.shape[1]} dimensions, sampling {r['sampling']}; score with "
+          f"the default --train-fraction: its first {r['n_train']} rows train the classifiers)")
     return 0

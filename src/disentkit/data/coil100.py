@@ -133,6 +133,9 @@ class Coil100(FactorDataset):
     name = "coil100"
     factor_names = ("object", "pose")
     factor_sizes = (100, 72)
+    #: what each factor is and what else varies (disentkit.data.kinds)
+    factor_kinds = {"object": "identity", "pose": "pose"}
+    nuisances: tuple[str, ...] = ("texture",)
     image_shape = (3, 64, 64)
     synthetic = False
     source = "Nene et al. 1996, Columbia Coil-100 (read from --root)"
@@ -186,6 +189,8 @@ class Coil100Augmented(FactorDataset):
     name = "coil100-augmented"
     factor_names = ("object", "pose", "rotation", "scale")
     factor_sizes = (100, 72, 18, 9)
+    factor_kinds = {"object": "identity", "pose": "pose", "rotation": "rotation", "scale": "scale"}
+    nuisances: tuple[str, ...] = ("texture",)
     image_shape = (3, 64, 64)
     synthetic = False
     source = "Dapueto et al. 2024 augmentation of Coil-100 (read from --root)"

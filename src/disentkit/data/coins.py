@@ -114,6 +114,9 @@ class CoinsAugmented(FactorDataset):
     name = "coins-augmented"
     factor_names = ("coin", "rotation", "scale")
     factor_sizes = (N_COINS, len(ROTATIONS_DEG), len(SCALES))
+    #: what each factor is and what else varies (disentkit.data.kinds)
+    factor_kinds = {"coin": "identity", "rotation": "rotation", "scale": "scale"}
+    nuisances: tuple[str, ...] = ("texture",)
     image_shape = (3, 64, 64)
     synthetic = False
     source = "skimage.data.coins() photograph, segmented; ships with scikit-image (no download)"

@@ -71,6 +71,10 @@ class DSprites(FactorDataset):
     name = "dsprites"
     factor_names = FACTOR_NAMES
     factor_sizes = FACTOR_SIZES
+    #: what each factor is and what else varies (disentkit.data.kinds)
+    factor_kinds = {"color": "colour", "shape": "identity", "scale": "scale",
+                    "orientation": "rotation", "posX": "position", "posY": "position"}
+    nuisances: tuple[str, ...] = ()
     image_shape = (1, 64, 64)
     synthetic = True
     source = "generated, pixel-identical on 332/332 real frames (root= reads the original .npz)"

@@ -53,6 +53,10 @@ class _SpriteVariant(FactorDataset):
 
     factor_names = FACTOR_NAMES
     factor_sizes = (1, 3, 6, 40, 32, 32)
+    #: what each factor is and what else varies (disentkit.data.kinds)
+    factor_kinds = {"color": "colour", "shape": "identity", "scale": "scale",
+                    "orientation": "rotation", "posX": "position", "posY": "position"}
+    nuisances: tuple[str, ...] = ()
     image_shape = (3, 64, 64)
     synthetic = True
     palette = PALETTE[:1]
@@ -109,6 +113,7 @@ class NoisyDSprites(_SpriteVariant):
     (disentanglement_lib's NoisyDSprites: ``min(sprite + noise, 1)``; see :func:`uniform_noise`)."""
 
     name = "noisy-dsprites"
+    nuisances = ("noise",)
     source = "generated: dSprites sprite, white on uniform noise (nuisance from the rng)"
 
     def _compose(self, mask, colour, rng):
@@ -151,6 +156,7 @@ class ScreamDSprites(_SpriteVariant):
     """
 
     name = "scream-dsprites"
+    nuisances = ("texture", "background")
     source = (
         "generated: dSprites sprite inverted over (photo crop + random colour)/2; photo = "
         "skimage.data.coffee() in place of The Scream"

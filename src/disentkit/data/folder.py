@@ -83,6 +83,7 @@ class FolderDataset(FactorDataset):
         csv_path = self.root / "factors.csv"
         names, files, table = read_factors_csv(csv_path)
         self.factor_names = tuple(names)
+        self.factor_kinds = {n: "other" for n in names}  # undeclared: corresponds to nothing
         self.factor_sizes = tuple(int(v) for v in table.max(axis=0) + 1)
         codes = table @ self._radix
         order = np.argsort(codes, kind="stable")

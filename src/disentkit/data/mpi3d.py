@@ -38,6 +38,12 @@ class _MPI3D(FactorDataset):
 
     factor_names = MPI3D_FACTORS
     factor_sizes = MPI3D_SIZES
+    #: what each factor is and what else varies (disentkit.data.kinds): the two axes of the
+    #: robot arm move the object across the image
+    factor_kinds = {"object_color": "colour", "object_shape": "identity", "object_size": "scale",
+                    "camera_height": "pose", "background_color": "background",
+                    "horizontal_axis": "position", "vertical_axis": "position"}
+    nuisances: tuple[str, ...] = ()
     image_shape = (3, 64, 64)
     synthetic = False
     filename = ""
@@ -136,6 +142,7 @@ class MPI3DRealistic(_MPI3D):
 
     name = "mpi3d-realistic"
     filename = "mpi3d_realistic.npz"
+    nuisances = ("texture", "lighting")
     synthetic = True
     source = "Gondal et al. 2019, MPI3D realistic renderings (read from --root)"
 
@@ -145,4 +152,5 @@ class MPI3DReal(_MPI3D):
 
     name = "mpi3d-real"
     filename = "mpi3d_real.npz"
+    nuisances = ("texture", "lighting")
     source = "Gondal et al. 2019, MPI3D real photographs (read from --root)"

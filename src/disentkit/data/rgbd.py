@@ -102,6 +102,11 @@ class RGBDObjects(FactorDataset):
     factor_names = ("category", "azimuth", "pose")
     #: nominal sizes; an instance computes them from the folder (pose = largest frame number)
     factor_sizes = (51, 3, 263)
+    #: what each factor is and what else varies (disentkit.data.kinds): azimuth is the camera's
+    #: elevation video, pose the turntable's turn; the crops keep the table behind the object
+    factor_kinds = {"category": "identity", "instance": "identity", "azimuth": "pose",
+                    "pose": "pose"}
+    nuisances: tuple[str, ...] = ("texture", "lighting", "background")
     image_shape = (3, 64, 64)
     synthetic = False
     source = "Lai et al. 2011, Washington RGB-D Objects, cropped release (read from --root)"
@@ -218,6 +223,7 @@ class RGBDObjectsDepth(RGBDObjects):
     """
 
     name = "rgbd-objects-depth"
+    nuisances = ("background",)  # depth shows neither texture nor lighting
     image_shape = (1, 64, 64)
     kinds = ("depthcrop",)
     source_channels = 1

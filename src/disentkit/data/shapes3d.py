@@ -93,6 +93,11 @@ class Shapes3D(FactorDataset):
     name = "shapes3d"
     factor_names = FACTOR_NAMES
     factor_sizes = FACTOR_SIZES
+    #: what each factor is and what else varies (disentkit.data.kinds): the orientation is the
+    #: object's turn about the vertical axis seen by a fixed camera, a 3-D pose
+    factor_kinds = {"floor_hue": "background", "wall_hue": "background", "object_hue": "colour",
+                    "scale": "scale", "shape": "identity", "orientation": "pose"}
+    nuisances: tuple[str, ...] = ()
     image_shape = (3, SIZE, SIZE)
     synthetic = True
     source = "generated look-alike of DeepMind 3dshapes (root= reads 3dshapes.h5)"

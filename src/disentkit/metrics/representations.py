@@ -1,4 +1,5 @@
-"""Representations on disk: encode a dataset with a model, save and load the interchange format.
+"""Representations on disk: save and load the interchange format (arrays only; encoding a
+dataset with a model is :func:`disentkit.evaluate.encode`).
 
 The paper's code (and its ``example/`` folder) stores what a model makes of 15,008 samples as
 ``representations.npz`` (``mean`` and ``sampled``, float32 [N, D]) beside ``classes.csv`` (factor
@@ -23,53 +24,6 @@ LAYOUT = (
     f"  {REPRESENTATIONS}  arrays 'mean' and 'sampled', float32 [N, D]\n"
     f"  {CLASSES}          header = factor names, then N rows of integer classes"
 )
-
-
-def encode_dataset(model, dataset, n: int, seed: int, *, batch_size: int = 256, device="cpu"):
-    """Encode ``n`` samples of ``dataset``: ``(mean, sampled, factors)``.
-
-    Factors are drawn uniformly over the dataset's combinations with ``default_rng(seed)``;
-    images are rendered a batch at a time; ``model.encode(x) -> (mu, logvar)`` gives the
-    posterior mean and a sample mu + exp(logvar / 2)·ε with ε from a ``torch.Generator`` seeded
-    by ``seed`` (drawn for all n rows at once, so ``batch_size`` does not change the samples).
-    Returns float32 [n, D], float32 [n, D] and int64 [n, K].
-    """
-    import torch
-
-    if n < 1:
-        raise ValueError(f"n must be >= 1 samples; found {n}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; found {batch_size}")
-    channels = getattr(model, "in_channels", None)
-    if channels is not None and channels != dataset.image_shape[0]:
-        raise ValueError(
-            f"the model takes {channels}-channel images; dataset {dataset.name!r} has "
-            f"{dataset.image_shape[0]} (adapt the model: disentkit.transfer.adapt_channels)"
-        )
-    rng = np.random.default_rng(seed)
-    factors = np.asarray(dataset.sample_factors(n, rng), dtype=np.int64)
-    gen = torch.Generator().manual_seed(int(seed))
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
-    means, samples, eps = [], [], None
-    try:
-        with torch.no_grad():
-            for start in range(0, n, batch_size):
-                x = dataset.images(factors[start : start + batch_size], rng=rng)
-                mu, logvar = model.encode(torch.as_tensor(x, dtype=torch.float32, device=device))
-                mu, logvar = mu.float().cpu(), logvar.float().cpu()
-                if eps is None:  # all the noise at once: samples do not depend on batch_size
-                    eps = torch.randn((n, mu.shape[1]), generator=gen)
-                means.append(mu.numpy())
-                noise = eps[start : start + len(mu)]
-                samples.append((mu + torch.exp(0.5 * logvar) * noise).numpy())
-    finally:
-        if was_training and hasattr(model, "train"):
-            model.train()
-    mean = np.concatenate(means).astype(np.float32)
-    sampled = np.concatenate(samples).astype(np.float32)
-    return mean, sampled, factors
 
 
 def save_representations(folder, mean, sampled, factors, factor_names) -> tuple[Path, Path]:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: the schema tag written by :mod:`disentkit.evaluate`; other ``results.json`` files are ignored
-SCHEMA = "disentkit.results/1"
-KINDS = ("source", "floor", "before", "after")
+from disentkit.evaluate import KINDS, SCHEMA  # the writer owns the schema; the report reads it
+
+
 
 
 @dataclass
