@@ -32,14 +32,15 @@ LIGHT = EvalSettings(n=120, metrics=("omes", "mig"), backend="fast", batch_size=
 
 
 class Squares(FactorDataset):
-    """64x64 squares: position x (4) and y (4), size (2); 1 or 3 channels (colour 2 when 3)."""
+    """64x64 squares: position x (8) and y (8), size (4); 1 or 3 channels (colour 2 when 3).
+    256 combinations (512 with colour), so a 25 % held-out part still holds ~64 rows."""
 
     name = "squares"
     source = "made in the test"
 
     def __init__(self, channels=1, combinations=None):
         self.factor_names = ("x", "y", "size") + (("color",) if channels == 3 else ())
-        self.factor_sizes = (4, 4, 2) + ((2,) if channels == 3 else ())
+        self.factor_sizes = (8, 8, 4) + ((2,) if channels == 3 else ())
         self.image_shape = (channels, 64, 64)
         self.combinations = combinations
 
@@ -49,9 +50,9 @@ class Squares(FactorDataset):
         out = np.zeros((len(f), c, 64, 64), np.float32)
         for i, row in enumerate(f):
             x, y, s = row[:3]
-            w = 8 + 8 * s
+            w = 6 + 4 * s
             color = np.ones(c) if c == 1 or row[3] == 0 else np.array([1.0, 0.3, 0.1])
-            out[i, :, 8 + 12 * y: 8 + 12 * y + w, 8 + 12 * x: 8 + 12 * x + w] = color[:, None, None]
+            out[i, :, 4 + 6 * y: 4 + 6 * y + w, 4 + 6 * x: 4 + 6 * x + w] = color[:, None, None]
         return out
 
 
@@ -180,6 +181,18 @@ def test_transfer_before_after_on_heldout_then_skip(tmp_path, source_runs, monke
     assert is_heldout(ds, classes, 0.25, 0).all()
     assert np.array_equal(classes, np.loadtxt(out / "after" / "classes.csv", delimiter=",",
                                               skiprows=1, dtype=int))
+    # the protocol's record: no held-out combination twice, none on both sides of the split
+    ev = before["evaluation"]
+    assert ev["test_rows_seen_in_train"] == 0 and ev["distinct_combinations"] == ev["n"] == len(classes)
+    assert ev["n"] < EVAL.n and ev["available_combinations"] == int(is_heldout(
+        ds, np.argwhere(np.ones(ds.factor_sizes)), 0.25, 0).sum())  # the whole part, smaller n
+    # the target floor: the source's untrained network on the same rows, recorded as a floor
+    floor = res["floor"]
+    assert floor["kind"] == "floor" and floor["transfer"]["target"] == "squares"
+    assert floor["model"]["steps"] == 0 and floor["evaluation"] == ev
+    assert np.array_equal(classes, np.loadtxt(out / "floor" / "classes.csv", delimiter=",",
+                                              skiprows=1, dtype=int))
+    assert before["metrics"] != floor["metrics"]
     ft = read_json(out / "finetune" / "config.json")
     assert ft["method"]["name"] == "beta-vae" and ft["model"]["init_from"] == str(source_runs[1])
     assert ft["run"]["seed"] == 0 and ft["optim"]["trainable"] == "all"
@@ -229,6 +242,7 @@ def test_channel_adaptation_inside_transfer(tmp_path, source_runs):
     down = transfer(tcfg(source_runs[3], finetune="none", eval=LIGHT), tmp_path / "down", progress=quiet(),
                     dataset=Squares(1))
     assert down["after"] is None and down["before"]["transfer"]["channel_rule"].startswith("3->1")
+    assert down["floor"]["kind"] == "floor"  # the floor's network is adapted alike (3 -> 1)
     assert not (tmp_path / "down" / "finetune").exists()
 
 

@@ -47,6 +47,7 @@ figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
 figure img{max-width:100%;border:1px solid #ddd}
 figcaption{font-size:.8em;color:#555}
 .note{font-size:.85em;color:#555}
+.banner{background:#fff3cd;border:2px solid #aa1111;padding:.6em 1em;font-weight:bold}
 """
 
 
@@ -169,12 +170,38 @@ def _md_table(columns: list[str], rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-_VERDICT_CLASS = {"holds": "holds", "partly holds": "partly", "does not hold": "fails"}
+_VERDICT_CLASS = {"holds": "holds", "inconclusive": "partly", "does not hold": "fails"}
+#: evaluations smaller than this make classifier accuracies, and so every verdict, meaningless
+SMOKE_N = 1000
+
+
+def smoke_banner(results: list[Result]) -> str | None:
+    """The banner of a report built from smoke sizes (``meta.smoke``) or from evaluations of
+    fewer than :data:`SMOKE_N` rows; ``None`` otherwise."""
+    smoke = any(r.data.get("meta", {}).get("smoke") for r in results)
+    sizes = [int((r.data.get("evaluation") or r.data["dataset"]).get("n", 0) or 0) for r in results]
+    small = [n for n in sizes if 0 < n < SMOKE_N]
+    if not smoke and not small:
+        return None
+    why = "built from --smoke sizes" if smoke else f"built from evaluations of as few as {min(small)} rows"
+    return (f"This report was {why}: its numbers and verdicts mean nothing; they only show that "
+            "the pipeline runs. Run the quick or paper preset for numbers to read.")
+
+
+def _finding_lines(f: Finding) -> tuple[str, list[str]]:
+    """(headline, detail lines) of a finding: claim, verdict, statistic, threshold, rows read."""
+    head = f"{f.code}: {f.claim}"
+    details = [f"statistic: {f.statistic}; threshold: {f.threshold}"]
+    if f.decide:
+        details.append(f"what would decide it: {f.decide}")
+    return head, details + list(f.evidence)
 
 
 def _group_note(g: TransferGroup) -> str:
     seeds = len(g.before)
-    note = f"{seeds} seed{'s' if seeds != 1 else ''}; evaluation images: {g.eval_split}."
+    note = f"{seeds} seed{'s' if seeds != 1 else ''}; evaluation images: {g.eval_split}; {g.sizes()}."
+    if not g.floor:
+        note += " No untrained floor was evaluated on this target."
     if g.channel_rule:
         note += f" Channels adapted ({g.channel_rule})."
     if g.compat:
@@ -199,7 +226,8 @@ def _embed(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def render_html(title, facts, found, src_cols, src_rows, groups, refs, prov, base: Path) -> str:
+def render_html(title, facts, found, src_cols, src_rows, groups, refs, prov, base: Path,
+                banner: str | None = None) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -207,14 +235,16 @@ def render_html(title, facts, found, src_cols, src_rows, groups, refs, prov, bas
         "<body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="note">{html.escape(facts)}</p>',
-        "<h2>Do the paper's findings hold here?</h2>",
-        "<ul>",
     ]
+    if banner:
+        parts.append(f'<p class="banner" role="alert">{html.escape(banner)}</p>')
+    parts += ["<h2>Do the paper's findings hold here?</h2>", "<ul>"]
     for f in found:
         cls = _VERDICT_CLASS.get(f.verdict, "untested")
-        ev = "".join(f"<li>{html.escape(e)}</li>" for e in f.evidence)
+        head, details = _finding_lines(f)
+        ev = "".join(f"<li>{html.escape(e)}</li>" for e in details)
         parts.append(
-            f'<li>{html.escape(f.claim)} <strong class="{cls}">{html.escape(f.verdict)}</strong>'
+            f'<li>{html.escape(head)} <strong class="{cls}">{html.escape(f.verdict)}</strong>'
             + (f"<ul>{ev}</ul>" if ev else "") + "</li>"
         )
     parts.append("</ul>")
@@ -226,7 +256,9 @@ def render_html(title, facts, found, src_cols, src_rows, groups, refs, prov, bas
     parts.append("<h2>Transfer: before (+Δ after fine-tuning)</h2>")
     parts.append(
         '<p class="note">Factor columns and All: GBT test accuracy on the full code and on the '
-        "OMES-pruned code; OS, MES, OMES (α = 0.5), DCI-D and MIG on the full row.</p>"
+        "OMES-pruned code; OS, MES, OMES (α = 0.5), DCI-D and MIG on the full row. The untrained "
+        "floor row: the source's network at its initialisation, channels adapted alike, on the "
+        "same rows — what an encoder that learned nothing scores on this target.</p>"
     )
     for g in groups:
         parts.append(f"<h3>{html.escape(g.title)}</h3>")
@@ -254,11 +286,16 @@ def render_html(title, facts, found, src_cols, src_rows, groups, refs, prov, bas
     return "\n".join(parts) + "\n"
 
 
-def render_markdown(title, facts, found, src_cols, src_rows, groups, refs, prov, base) -> str:
-    out = [f"# {title}", "", facts, "", "## Do the paper's findings hold here?", ""]
+def render_markdown(title, facts, found, src_cols, src_rows, groups, refs, prov, base,
+                    banner: str | None = None) -> str:
+    out = [f"# {title}", "", facts, ""]
+    if banner:
+        out += [f"> **{banner}**", ""]
+    out += ["## Do the paper's findings hold here?", ""]
     for f in found:
-        out.append(f"- {f.claim} **{f.verdict}**")
-        out += [f"  - {e}" for e in f.evidence]
+        head, details = _finding_lines(f)
+        out.append(f"- {head} **{f.verdict}**")
+        out += [f"  - {e}" for e in details]
     out += ["", "## Source models and their untrained floor", ""]
     out.append(_md_table(src_cols, src_rows) if src_rows else "No source evaluation found.")
     out += ["", "## Transfer: before (+Δ after fine-tuning)", ""]
@@ -311,13 +348,14 @@ def build_report(root: str | Path, out: str | Path | None = None, title: str | N
     facts = (f"Built {now} from {root.resolve()}. Method after Dapueto, Noceti & Odone, "
              "NeurIPS 2024 (arXiv 2409.18017).")
     args = (title, facts, found, src_cols, src_rows, groups, refs, prov, base)
+    banner = smoke_banner(results)
     html_path, md_path, csv_path = out, out.with_suffix(".md"), base / "results.csv"
-    write_text(html_path, render_html(*args))
-    write_text(md_path, render_markdown(*args))
+    write_text(html_path, render_html(*args, banner=banner))
+    write_text(md_path, render_markdown(*args, banner=banner))
     write_text(csv_path, _csv_text(*results_rows(results)))
     return Report(html=html_path, markdown=md_path, csv=csv_path, figures=refs)
 
 
 def summarise(found: list[Finding]) -> str:
     """One line per finding, for the terminal."""
-    return "\n".join(f"- {f.claim} -> {f.verdict}" for f in found)
+    return "\n".join(f"- {f.code}: {f.claim} -> {f.verdict}" for f in found)

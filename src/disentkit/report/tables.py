@@ -93,6 +93,8 @@ class TransferGroup:
     channel_rule: str | None = None
     before: dict[tuple, Result] = field(default_factory=dict)
     after: dict[tuple, Result] = field(default_factory=dict)
+    #: the untrained network of the source's architecture on the same rows (the target's floor)
+    floor: dict[tuple, Result] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -113,30 +115,78 @@ class TransferGroup:
         ]
         return before, Stat.of(deltas)
 
+    def values(self, key: str, which: str) -> dict[tuple, float]:
+        """{replicate: value} of ``key`` in the ``which`` evaluations (before, after, floor)."""
+        return {s: r.metrics[key] for s, r in getattr(self, which).items() if key in r.metrics}
+
+    def paired(self, key: str, a: str = "after", b: str = "before") -> list[float]:
+        """``a − b`` of ``key`` per replicate that has both (e.g. Δ of fine-tuning)."""
+        va, vb = self.values(key, a), self.values(key, b)
+        return [va[s] - vb[s] for s in sorted(va, key=str) if s in vb]
+
     def rows(self) -> list[dict[str, str]]:
-        """The block's two rows (full, pruned) as {column: cell text}."""
+        """The block's rows (full, pruned, and the untrained floor's full code) as
+        {column: cell text}."""
         out = []
-        for row, prefix in (("full", "gbt"), ("pruned", "gbt_pruned")):
+        for row, prefix in (("full", "gbt"), ("pruned", "gbt_pruned"), ("untrained floor", "gbt")):
             cells = {"code": row}
+            floor = row == "untrained floor"
+            if floor and not self.floor:
+                continue
+
+            def cell(key):
+                return _floor_text(self, key) if floor else cell_text(*self.stats(key))
+
             for name in self.factor_names:
-                cells[name] = cell_text(*self.stats(f"{prefix}.test_accuracy.{name}"))
-            cells["All"] = cell_text(*self.stats(f"{prefix}.mean_test_accuracy"))
+                cells[name] = cell(f"{prefix}.test_accuracy.{name}")
+            cells["All"] = cell(f"{prefix}.mean_test_accuracy")
             for header, key in SCORE_COLUMNS:
-                # OMES, DCI and MIG do not depend on pruning: shown once, on the full row
-                cells[header] = cell_text(*self.stats(key)) if row == "full" else ""
+                # OMES, DCI and MIG do not depend on pruning: shown on the full and floor rows
+                cells[header] = cell(key) if row != "pruned" else ""
             out.append(cells)
         return out
+
+    def sizes(self) -> str:
+        """``n`` of the evaluations read (rows, distinct combinations, train/test, rows of the
+        test part seen in training), e.g. for the table's note."""
+        return evaluation_sizes([*self.before.values(), *self.after.values(), *self.floor.values()])
 
     @property
     def columns(self) -> list[str]:
         return ["code", *self.factor_names, "All", *(h for h, _ in SCORE_COLUMNS)]
 
 
+def _floor_text(g: TransferGroup, key: str) -> str:
+    stat = Stat.of(g.values(key, "floor").values())
+    return stat.text() if stat else ""
+
+
+def evaluation_sizes(results: list[Result]) -> str:
+    """One phrase for the ``n`` of some evaluations, e.g. "n = 973 rows (973 distinct
+    combinations; 649 train / 324 test; 0 test rows seen in training)"; several phrases when
+    they differ; "n unknown" for results written before the protocol recorded it."""
+    phrases = []
+    for r in results:
+        ev = r.data.get("evaluation")
+        if not ev:
+            text = f"n = {r.data['dataset'].get('n', '?')} rows (sampling not recorded)"
+        else:
+            text = (f"n = {ev['n']} rows ({ev['distinct_combinations']} distinct combinations, "
+                    f"sampling {ev['sampling']}; {ev['n_train']} train / {ev['n_test']} test; "
+                    f"{ev['test_rows_seen_in_train']} test rows seen in training)")
+            if ev["n"] < ev["n_requested"]:
+                text += f", all the part holds (asked for {ev['n_requested']})"
+        if text not in phrases:
+            phrases.append(text)
+    return "; ".join(phrases) if phrases else "n unknown"
+
+
 def transfer_groups(results: list[Result]) -> list[TransferGroup]:
-    """Group ``before``/``after`` evaluations by (source model, target, fine-tuning setting)."""
+    """Group ``before``/``after`` evaluations, and the target's untrained ``floor``, by (source
+    model, target, fine-tuning setting)."""
     groups: dict[tuple, TransferGroup] = {}
     for r in results:
-        if r.kind not in ("before", "after") or not r.transfer:
+        if r.kind not in ("before", "after", "floor") or not r.transfer:
             continue
         t = r.transfer
         key = (r.source_label(), r.dataset, t.get("finetune", "all"), bool(t.get("compat")))
@@ -166,11 +216,25 @@ class SourceGroup:
     def stat(self, key: str, which: str = "trained") -> Stat | None:
         return Stat.of(r.metrics.get(key) for r in getattr(self, which))
 
+    def values(self, key: str, which: str = "trained") -> dict:
+        """{source seed: value} of ``key`` (``which``: trained or floor)."""
+        return {r.model.get("seed"): r.metrics[key] for r in getattr(self, which) if key in r.metrics}
+
+    def paired(self, key: str) -> list[float]:
+        """trained − floor of ``key`` per seed that has both."""
+        t, f = self.values(key), self.values(key, "floor")
+        return [t[s] - f[s] for s in sorted(t, key=str) if s in f]
+
+    def paired_keys(self, a: str, b: str) -> list[float]:
+        """``a − b`` of the trained model per seed (e.g. pruned − full GBT)."""
+        va, vb = self.values(a), self.values(b)
+        return [va[s] - vb[s] for s in sorted(va, key=str) if s in vb]
+
 
 def source_groups(results: list[Result]) -> list[SourceGroup]:
     groups: dict[str, SourceGroup] = {}
     for r in results:
-        if r.kind not in ("source", "floor"):
+        if r.kind not in ("source", "floor") or r.transfer:  # a floor with a transfer: a target's
             continue
         label = r.source_label()
         g = groups.setdefault(label, SourceGroup(source=label, dataset=r.dataset))
@@ -194,13 +258,21 @@ def source_table(groups: list[SourceGroup]) -> tuple[list[str], list[dict[str, s
             row[f"{g.source}"] = trained.text() if trained else ""
             row[f"{g.source}: untrained"] = floor.text() if floor else ""
         rows.append(row)
+    if rows:
+        row = {"metric": "n (rows evaluated)"}
+        for g in groups:
+            for col, rs in ((g.source, g.trained), (f"{g.source}: untrained", g.floor)):
+                row[col] = ", ".join(sorted({str(r.data.get("evaluation", r.data["dataset"]).get("n", "?"))
+                                             for r in rs}))
+        rows.append(row)
     return columns, rows
 
 
 def results_rows(results: list[Result]) -> tuple[list[str], list[dict]]:
     """One flat row per evaluation (every metric), for ``results.csv``."""
     base = ["kind", "source", "dataset", "finetune", "compat", "eval_split", "source_seed",
-            "transfer_seed", "path"]
+            "transfer_seed", "n", "distinct_combinations", "test_rows_seen_in_train", "sampling",
+            "path"]
     keys: set[str] = set()
     rows = []
     for r in results:
@@ -216,6 +288,10 @@ def results_rows(results: list[Result]) -> tuple[list[str], list[dict]]:
             "transfer_seed": t.get("seed", ""),
             "path": str(r.path),
         }
+        ev = r.data.get("evaluation") or {}
+        row.update({k: ev.get(k, "") for k in ("distinct_combinations", "test_rows_seen_in_train",
+                                                "sampling")})
+        row["n"] = ev.get("n", r.data["dataset"].get("n", ""))
         row.update(r.metrics)
         keys.update(r.metrics)
         rows.append(row)
