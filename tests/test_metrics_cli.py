@@ -186,3 +186,44 @@ def test_encode_command_on_a_real_run_folder(tmp_path, capsys):
     assert mean.shape == (24, 4) and np.isfinite(mean).all() and mean.std(0).min() > 0
     header = (out / "classes.csv").read_text().splitlines()[0]
     assert header == "color,shape,scale,orientation,posX,posY"
+
+
+@pytest.mark.parametrize("sampling", ["lines", "uniform"])
+def test_encode_then_metrics_reproduces_the_run_evaluation(tmp_path, capsys, sampling):
+    """`disentkit encode` + `disentkit metrics` on a run folder give the numbers the run's own
+    evaluation wrote, for the same model, n, seed and sampling (one setting everywhere)."""
+    import json
+
+    import torch
+
+    from disentkit.config import TrainConfig, save
+    from disentkit.evaluate import EvalSettings, evaluate_source
+    from disentkit.models import build_model
+    from disentkit.train import checkpoint as ckpt
+
+    torch.manual_seed(1)
+    cfg = TrainConfig()
+    cfg.model.latent_dim = 4
+    run = tmp_path / "run"
+    save(cfg, run / "config.json")
+    ckpt.save_checkpoint(run, ckpt.TrainingState(
+        step=0, model=build_model("locatello", 1, 4).state_dict(),
+        optimizer={"state": {}, "param_groups": []}, torch_rng=torch.Generator().get_state(),
+        numpy_rng=ckpt.numpy_rng_state(np.random.default_rng(0)),
+        info={"arch": "locatello", "in_channels": 1, "latent_dim": 4}))
+    settings = EvalSettings(n=240, seed=3, metrics=("omes", "dci", "mig"), backend="fast",
+                            figures=False, sampling=sampling)
+    saved = evaluate_source(run, settings, floor=False)["source"]
+    assert saved["evaluation"]["test_rows_seen_in_train"] == 0
+    out = tmp_path / "enc"
+    assert main(["encode", str(run), "--dataset", cfg.data.dataset, "--n", "240", "--seed", "3",
+                 "--sampling", sampling, "--out", str(out)]) == 0
+    for key in ("mean", "sampled"):
+        with np.load(out / "representations.npz") as a, np.load(run / "eval" / "representations.npz") as b:
+            np.testing.assert_array_equal(a[key], b[key])
+    assert (out / "classes.csv").read_text() == (run / "eval" / "classes.csv").read_text()
+    assert main(["metrics", "--representations", str(out / "representations.npz"), "--classes",
+                 str(out / "classes.csv"), "--metrics", "omes,dci,mig", "--backend", "fast",
+                 "--seed", "3", "--json", str(tmp_path / "m.json")]) == 0
+    scored = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    assert scored and all(scored[k] == pytest.approx(v, abs=1e-9) for k, v in saved["metrics"].items())
