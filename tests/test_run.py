@@ -53,7 +53,11 @@ def test_smoke_run_writes_every_report_file(smoke_run, capsys):
         assert f"→ {target}" in text
     assert "untrained" in text and "Do the paper" in text
     rows = (out / "results.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 + 2 * len(TARGETS)
+    assert len(rows) == 1 + 2 + 3 * len(TARGETS)  # source, floor; per target before, floor, after
+    for path in out.rglob("results.json"):  # no test combination was seen in training, anywhere
+        ev = json.loads(path.read_text())["evaluation"]
+        assert ev["test_rows_seen_in_train"] == 0 and ev["distinct_combinations"] == ev["n"], path
+    assert 'class="banner"' in text and "mean nothing" in text  # smoke sizes say so
 
 
 def test_rerun_skips_finished_stages(smoke_run, monkeypatch, capsys):
