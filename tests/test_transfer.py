@@ -16,13 +16,12 @@ from disentkit.cli import main
 from disentkit.data.base import FactorDataset
 from disentkit.evaluate import EvalSettings
 from disentkit.io import read_json
+from disentkit.data.views import CombinationSubset, is_heldout
 from disentkit.transfer import (
-    CombinationSubset,
     SourceRunError,
     StageProgress,
     TransferConfig,
     adapt_channels,
-    is_heldout,
     transfer,
 )
 

@@ -10,9 +10,8 @@ reference code, on purpose (docs/science.md, pitfalls):
   optimiser state);
 * evaluation images come from a held-out part of the target's factor combinations that
   fine-tuning never sees (the reference evaluated on its training images);
-* ``compat=True`` reproduces the reference behaviour for users who need the old numbers: β = 1,
-  seed 0, the source's optimiser state (and step) carried over, evaluation on the training images.
-  Reports flag such runs.
+* ``compat=True`` reproduces the reference (β = 1, seed 0, the source's optimiser state and step,
+  evaluation on the training images) for users who need the old numbers; reports flag it.
 
 Channels: a 1-channel source meets a 3-channel target (and back) by rewriting the first
 convolution and the last transposed convolution (:func:`adapt_channels`), never by failing.
@@ -22,8 +21,7 @@ Folder layout (docs/architecture.md, "Contracts")::
     OUT/transfer.json        the resolved TransferConfig (a different config in OUT is an error)
     OUT/source_adapted/      only when channels differ: the adapted source as a run folder
     OUT/before/              representations.npz, classes.csv, results.json, figures/
-    OUT/floor/               the untrained network of the same architecture (the source's
-                             initialisation, channels adapted alike) on the same rows as before/
+    OUT/floor/               the source's untrained network on the same rows as before/
     OUT/finetune/            the fine-tuning run folder (config.json, checkpoint/, log.jsonl)
     OUT/after/               as before/, for the fine-tuned model
 
@@ -39,12 +37,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from disentkit.config import to_dict
 from disentkit.data.base import FactorDataset
 from disentkit.data.kinds import kinds_of
-from disentkit.data.views import CombinationSubset, is_heldout  # noqa: F401 (re-exported)
+from disentkit.data.views import CombinationSubset
 from disentkit.errors import DisentkitError
 from disentkit.evaluate import (EvalInfo, EvalSettings, evaluate_model, is_complete, model_info,
                                 untrained_network)
@@ -384,6 +380,7 @@ def transfer(cfg: TransferConfig, out_dir: str | Path, *,
     progress.stage("zero-shot evaluation" + (" (skipped: done)" if is_complete(out / "before") else ""))
     before = evaluate_model(adapted, eval_set, out / "before",
                             EvalInfo("before", model_info_, info_t, split), cfg.eval)
+    progress.stage("untrained floor on the target" + (" (skipped: done)" if is_complete(out / "floor") else ""))
     floor = _target_floor(src_cfg, int(model.in_channels), channels, eval_set, out,
                           EvalInfo("floor", {**model_info_, "steps": 0}, info_t, split), cfg.eval)
     if cfg.finetune == "none":
