@@ -149,3 +149,17 @@ def test_encode_rejects_bad_input(toy_dataset_cls):
     rgb.in_channels = 3
     with pytest.raises(ValueError, match="3-channel images; dataset 'toy' has 1"):
         encode(rgb, toy_dataset_cls(), 5, seed=0)
+
+
+@pytest.mark.parametrize("name", ["noisy-color-dsprites", "noisy-dsprites"])
+def test_per_image_noise_does_not_make_a_repeat_distinct(name):
+    """Noise drawn per image would make two renderings of one combination differ; the draw
+    counts combinations, so no combination appears twice however its images vary."""
+    from disentkit.data.registry import get_dataset
+
+    ds = get_dataset(name)
+    rows = draw_rows(CombinationSubset(ds, "heldout", 0.25, 0), 3000, seed=0)
+    _check_rows(ds, rows, 3000)
+    twice = np.repeat(rows.factors[:1], 2, axis=0)
+    a = ds.images(twice, np.random.default_rng(0))
+    assert not np.array_equal(a[0], a[1])  # the same combination, two different images
