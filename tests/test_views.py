@@ -163,3 +163,22 @@ def test_per_image_noise_does_not_make_a_repeat_distinct(name):
     twice = np.repeat(rows.factors[:1], 2, axis=0)
     a = ds.images(twice, np.random.default_rng(0))
     assert not np.array_equal(a[0], a[1])  # the same combination, two different images
+
+
+def test_split_falls_between_lines_for_any_line_lengths():
+    from disentkit.data.views import _split_on_lines
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        lengths = rng.integers(1, 5, size=int(rng.integers(2, 40)))
+        n = int(rng.integers(3, lengths.sum() + 10))
+        try:
+            keep, n_train = _split_on_lines(lengths, n, 2 / 3)
+        except ValueError:  # too few rows for a train and a test part
+            assert lengths.sum() < 6 or n < 6
+            continue
+        ids = np.repeat(np.arange(len(lengths)), lengths)[keep]
+        assert n_train == split_rows(len(ids)) and len(ids) <= n
+        assert not set(ids[:n_train]) & set(ids[n_train:])  # no line on both sides
+        if lengths.sum() >= n + 4:  # enough rows: exactly n kept
+            assert len(ids) == n
