@@ -31,7 +31,7 @@ import numpy as np
 
 from disentkit.data.base import FactorDataset
 from disentkit.data.kinds import kinds_of
-from disentkit.data.views import SAMPLINGS, draw_rows
+from disentkit.data.views import SAMPLINGS, draw_rows  # noqa: F401 (SAMPLINGS: the setting's values)
 from disentkit.io import read_json, write_json
 from disentkit.metrics._common import DEFAULT_TRAIN_FRACTION, library_versions
 from disentkit.metrics.representations import save_representations
