@@ -33,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", default="reference", help="reference (scikit-learn) or fast")
     p.add_argument("--bootstrap", type=int, default=0, help="resamples for 95%% intervals")
+    p.add_argument(
+        "--bootstrap-refits", type=int, default=10,
+        help="DCI refits for its disentanglement/completeness intervals (other metrics resample "
+        "predictions of one fit; default 10)",
+    )
     p.add_argument("--jobs", type=int, default=None, help="parallel fits (fast backend)")
     p.add_argument("--json", default=None, help="write {metrics, details, meta} here")
     p.set_defaults(func=cmd_metrics)
@@ -91,7 +96,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         seed=args.seed,
         train_fraction=args.train_fraction,
         bootstrap=args.bootstrap,
+        bootstrap_refits=args.bootstrap_refits,
         n_jobs=args.jobs,
+        progress=bool(args.bootstrap),
     )
     rows = [{"metric": k, "value": f"{v:.4f}"} for k, v in flat.items() if ".ci_" not in k]
     for row in rows:

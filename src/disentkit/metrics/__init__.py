@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import time
 import zlib
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -28,7 +28,12 @@ from disentkit.metrics._common import (
     split_rows,
 )
 from disentkit.metrics.beta_vae import beta_vae, factor_vae
-from disentkit.metrics.bootstrap import bootstrap_intervals
+from disentkit.metrics.bootstrap import (
+    DEFAULT_REFITS,
+    fast_intervals,
+    progress_total,
+    tqdm_progress,
+)
 from disentkit.metrics.dci import dci
 from disentkit.metrics.downstream import downstream
 from disentkit.metrics.mig import mig
@@ -85,13 +90,17 @@ def metric_seed(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
 
 
-def _run(names, codes, factors, factor_names, common) -> tuple[dict, dict]:
+def _run(names, codes, factors, factor_names, common, keep=False) -> tuple[dict, dict]:
+    """Run ``names`` in order; ``keep`` asks each metric for its per-row predictions
+    (``details[name]["predictions"]``, what :func:`fast_intervals` resamples)."""
     flat, details, timing = {}, {}, {}
     for name in names:
         start = time.perf_counter()
         fn = METRICS[name]
         accepted = inspect.signature(fn).parameters
         kwargs = {k: v for k, v in common.items() if k in accepted and k != "seed"}
+        if keep and "keep_predictions" in accepted:
+            kwargs["keep_predictions"] = True
         if "random_state" in accepted:
             kwargs["random_state"] = metric_seed(common["seed"], name)
         if name == "downstream" and "omes" in details:
@@ -117,14 +126,21 @@ def evaluate(
     seed: int = 0,
     train_fraction: float = DEFAULT_TRAIN_FRACTION,
     bootstrap: int = 0,
+    bootstrap_refits: int = DEFAULT_REFITS,
     n_jobs: int | None = None,
+    progress: bool | Callable[[int], None] = False,
 ) -> tuple[dict[str, float], dict]:
     """Run ``metrics`` (default: all) and return ``(flat scores, details per metric)``.
 
     Inputs are validated once (single-valued factors are skipped with one warning and listed in
     ``details["skipped_factors"]``); ``details["timing_s"]`` holds each metric's seconds.
     With ``bootstrap=B`` (B ≥ 2) every key also gets
-    ``<key>.ci_low`` / ``<key>.ci_high``, the 95% percentile interval over B row resamples.
+    ``<key>.ci_low`` / ``<key>.ci_high``, the 95% percentile interval over B row resamples
+    (within the train and within the test rows). Classifiers are fitted once and their per-row
+    predictions resampled; only DCI disentanglement/completeness are refitted, on the first
+    ``bootstrap_refits`` resamples (:mod:`disentkit.metrics.bootstrap`);
+    ``details["bootstrap"]`` records the method of each metric and the refits. ``progress``:
+    True draws a tqdm bar on stderr, a callable is called with 1 after each resample.
     """
     names = resolve_metrics(metrics)
     backend = check_backend(backend)
@@ -138,19 +154,45 @@ def evaluate(
         "n_jobs": n_jobs,
         "seed": seed,
     }
-    flat, details = _run(names, inputs.codes, inputs.factors, inputs.factor_names, common)
+    flat, details = _run(
+        names, inputs.codes, inputs.factors, inputs.factor_names, common, keep=bool(bootstrap)
+    )
     details["skipped_factors"] = list(inputs.skipped)
     if bootstrap:
-
-        def compute(c, f, b):
-            return _run(names, c, f, inputs.factor_names, {**common, "seed": seed + 1 + b})[0]
-
-        intervals = bootstrap_intervals(
-            compute, inputs.codes, inputs.factors,
-            n_train=n_train, num_resamples=bootstrap, seed=seed,
+        intervals, info = _intervals(
+            names, inputs, flat, details, common, n_train, bootstrap, bootstrap_refits, progress
         )
         for key in list(flat):
             if key in intervals:
                 flat[f"{key}.ci_low"], flat[f"{key}.ci_high"] = intervals[key]
-        details["bootstrap"] = {"resamples": int(bootstrap), "level": 0.95}
+        details["bootstrap"] = {"resamples": int(bootstrap), "level": 0.95, **info}
+    for name in names:
+        details[name].pop("predictions", None)  # arrays: for the resampling, not the output
     return flat, details
+
+
+def _intervals(names, inputs, flat, details, common, n_train, resamples, refits, progress):
+    """Fast intervals (:func:`fast_intervals`) with resample ``b`` seeded like a rerun of the
+    suite with seed ``seed + 1 + b`` (the refit-everything definition's seeds)."""
+    seed = common["seed"]
+    options = {k: common[k] for k in ("backend", "n_jobs", "train_fraction")}
+
+    def seed_for(b: int, name: str) -> np.random.Generator:
+        return metric_seed(seed + 1 + b, name)
+
+    kwargs = dict(
+        n_train=n_train, num_resamples=resamples, seed_for=seed_for, options=options,
+        seed=seed, refits=bootstrap_refits_checked(refits),
+    )
+    args = (names, inputs.codes, inputs.factors, inputs.factor_names, flat, details)
+    if progress is True:
+        with tqdm_progress(progress_total(names, resamples, refits)) as tick:
+            return fast_intervals(*args, tick=tick, **kwargs)
+    return fast_intervals(*args, tick=progress or None, **kwargs)
+
+
+def bootstrap_refits_checked(refits: int) -> int:
+    """The DCI refit count, refused below 2 (a percentile of one value is no interval)."""
+    if int(refits) < 2:
+        raise ValueError(f"bootstrap_refits must be at least 2; found {refits}")
+    return int(refits)

@@ -72,8 +72,13 @@ def beta_vae(
     num_train: int = 10_000,
     num_eval: int = 5_000,
     random_state=None,
+    keep_predictions: bool = False,
 ) -> MetricResult:
-    """BetaVAE score. Keys ``beta_vae.train_accuracy``, ``beta_vae.eval_accuracy``."""
+    """BetaVAE score. Keys ``beta_vae.train_accuracy``, ``beta_vae.eval_accuracy``.
+
+    ``keep_predictions=True`` adds ``details["predictions"]``: the number of training and
+    evaluation points (``num_train``, ``num_eval``), whose correctness the bootstrap resamples.
+    """
     from sklearn.linear_model import LogisticRegression
 
     inputs = check_inputs(codes, factors, factor_names)
@@ -88,7 +93,10 @@ def beta_vae(
         model = _quiet_fit(LogisticRegression(random_state=int_seeds(rng, 1)[0]), x_tr, y_tr)
         train_acc, eval_acc = model.score(x_tr, y_tr), model.score(x_ev, y_ev)
     scores = {"beta_vae.train_accuracy": train_acc, "beta_vae.eval_accuracy": eval_acc}
-    return result(scores, backend="numpy+sklearn", inputs=inputs)
+    extra = {}
+    if keep_predictions:
+        extra["predictions"] = {"num_train": num_train, "num_eval": num_eval}
+    return result(scores, backend="numpy+sklearn", inputs=inputs, **extra)
 
 
 def _factor_vae_votes(codes, factors, num_points, batch_size, rng, global_var, active):
@@ -119,9 +127,13 @@ def factor_vae(
     num_variance_estimate: int = 10_000,
     active_threshold: float = 0.05,
     random_state=None,
+    keep_predictions: bool = False,
 ) -> MetricResult:
     """FactorVAE score. Keys ``factor_vae.train_accuracy``, ``factor_vae.eval_accuracy``,
-    ``factor_vae.num_active_dims``; ``details["votes"]`` is the [K, D] training vote table."""
+    ``factor_vae.num_active_dims``; ``details["votes"]`` is the [K, D] training vote table.
+    ``keep_predictions=True`` adds ``details["predictions"]``: ``classifier`` (factor per
+    dimension; None when no dimension is active) and the vote tables ``train_votes`` and
+    ``eval_votes`` [K, D], whose points the bootstrap resamples."""
     inputs = check_inputs(codes, factors, factor_names)
     rng = as_generator(random_state)
     codes, factors = inputs.codes.astype(np.float64), inputs.factors
@@ -135,7 +147,8 @@ def factor_vae(
             "factor_vae.eval_accuracy": 0.0,
             "factor_vae.num_active_dims": 0,
         }
-        return result(scores, backend="numpy", inputs=inputs)
+        extra = {"predictions": {"classifier": None}} if keep_predictions else {}
+        return result(scores, backend="numpy", inputs=inputs, **extra)
     train_votes = _factor_vae_votes(
         codes[:n_train], factors[:n_train], num_train, batch_size, rng, global_var, active
     )
@@ -149,4 +162,9 @@ def factor_vae(
         "factor_vae.eval_accuracy": eval_votes[classifier, cols].sum() / eval_votes.sum(),
         "factor_vae.num_active_dims": int(active.sum()),
     }
-    return result(scores, backend="numpy", inputs=inputs, votes=train_votes.tolist())
+    extra = {}
+    if keep_predictions:
+        extra["predictions"] = {
+            "classifier": classifier, "train_votes": train_votes, "eval_votes": eval_votes
+        }
+    return result(scores, backend="numpy", inputs=inputs, votes=train_votes.tolist(), **extra)

@@ -31,7 +31,7 @@ from disentkit.metrics._common import (
     result,
     split_rows,
 )
-from disentkit.metrics.classifiers import accuracy, feature_importances, fit_classifier
+from disentkit.metrics.classifiers import feature_importances, fit_classifier
 
 
 def _entropy(p: np.ndarray, base: int, axis: int) -> np.ndarray:
@@ -70,6 +70,7 @@ def dci(
     n_jobs: int | None = None,
     fast_importance: str = "variance",
     random_state=None,
+    keep_predictions: bool = False,
 ) -> MetricResult:
     """DCI of ``codes`` [N, D] for integer ``factors`` [N, K].
 
@@ -77,6 +78,8 @@ def dci(
     ``dci.informativeness_test``; ``details["importance"]`` is R [D, K] and
     ``details["test_accuracy"]`` the per-factor test accuracies (the downstream ``gbt`` numbers,
     which :func:`disentkit.metrics.evaluate` reuses instead of fitting the same models twice).
+    ``keep_predictions=True`` adds ``details["predictions"]``: boolean [rows, K] arrays
+    ``train_correct`` / ``test_correct`` (what the bootstrap resamples instead of refitting).
     """
     inputs = check_inputs(codes, factors, factor_names)
     backend = check_backend(backend)
@@ -90,7 +93,8 @@ def dci(
         y_tr, y_te = factors[:n_train, k], factors[n_train:, k]
         model = fit_classifier("gbt", backend, x_tr, y_tr, seeds[k])
         imp = np.abs(feature_importances(model, codes.shape[1], fast_importance))
-        return imp, accuracy(model, x_tr, y_tr), accuracy(model, x_te, y_te)
+        ok_tr, ok_te = model.predict(x_tr) == y_tr, model.predict(x_te) == y_te
+        return imp, float(np.mean(ok_tr)), float(np.mean(ok_te)), ok_tr, ok_te
 
     jobs = 1 if backend == "reference" else default_jobs(n_jobs)
     fits = parallel_map(fit, range(factors.shape[1]), jobs)
@@ -101,9 +105,16 @@ def dci(
         "dci.informativeness_train": float(np.mean([f[1] for f in fits])),
         "dci.informativeness_test": float(np.mean([f[2] for f in fits])),
     }
+    extra = {}
+    if keep_predictions:
+        extra["predictions"] = {
+            "train_correct": np.stack([f[3] for f in fits], axis=1),
+            "test_correct": np.stack([f[4] for f in fits], axis=1),
+        }
     return result(
         scores,
         backend=backend,
+        **extra,
         importance_kind="sklearn" if backend == "reference" else fast_importance,
         inputs=inputs,
         importance=importance.tolist(),

@@ -31,7 +31,7 @@ from disentkit.metrics._common import (
     result,
     split_rows,
 )
-from disentkit.metrics.classifiers import accuracy, fit_classifier
+from disentkit.metrics.classifiers import fit_classifier
 
 MODELS = ("gbt", "mlp", "gbt_pruned", "mlp_pruned", "gbt_single")
 
@@ -61,13 +61,16 @@ def downstream(
     gbt_accuracies: dict | None = None,
     n_jobs: int | None = None,
     random_state=None,
+    keep_predictions: bool = False,
 ) -> MetricResult:
     """Test accuracies of per-factor classifiers on the full, pruned and single-dimension codes.
 
     ``association`` ({factor name: dimension or None}) and ``inactive`` (dimension indices) are
     OMES's details; when absent they are computed here with OMES's defaults.
     ``gbt_accuracies`` ({factor name: test accuracy}) are reused for ``gbt`` when given: DCI
-    fits exactly those classifiers (same split, same backend).
+    fits exactly those classifiers (same split, same backend). ``keep_predictions=True`` adds
+    ``details["predictions"]["test_correct"]``: {model: [boolean test-row array, or None where the
+    accuracy was reused, per factor]}.
     """
     inputs = check_inputs(codes, factors, factor_names)
     backend = check_backend(backend)
@@ -103,14 +106,16 @@ def downstream(
     def run(i):
         model, k, dims = jobs[i]
         if dims is None:
-            return float(gbt_accuracies[names[k]])
+            return float(gbt_accuracies[names[k]]), None
         x = _columns(codes, dims)
         y = factors[:, k]
         clf = fit_classifier(model.split("_")[0], backend, x[:n_train], y[:n_train], seeds[i])
-        return accuracy(clf, x[n_train:], y[n_train:])
+        correct = clf.predict(x[n_train:]) == y[n_train:]
+        return (float(np.mean(correct)) if len(correct) else float("nan")), correct
 
     workers = 1 if backend == "reference" else default_jobs(n_jobs)
-    accs = parallel_map(run, range(len(jobs)), workers)
+    outs = parallel_map(run, range(len(jobs)), workers)
+    accs = [o[0] for o in outs]
     scores = {}
     for model in models:
         per = [a for (m, _, _), a in zip(jobs, accs) if m == model]
@@ -118,4 +123,9 @@ def downstream(
         scores[f"{model}.min_test_accuracy"] = float(np.min(per))
         for name, a in zip(names, per):
             scores[f"{model}.test_accuracy.{name}"] = a
-    return result(scores, backend=backend, inputs=inputs, pruned_dimensions=pruned)
+    extra = {}
+    if keep_predictions:
+        extra["predictions"] = {
+            "test_correct": {m: [o[1] for (j, o) in zip(jobs, outs) if j[0] == m] for m in models}
+        }
+    return result(scores, backend=backend, inputs=inputs, pruned_dimensions=pruned, **extra)

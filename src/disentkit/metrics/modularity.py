@@ -53,18 +53,21 @@ def macro_auc(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
-def _explicitness(x_tr, y_tr, x_te, y_te) -> tuple[float, float]:
+def _explicitness(x_tr, y_tr, x_te, y_te) -> tuple[float, float, tuple | None]:
+    """Train and test macro AUC, and (train probabilities, test probabilities, classes)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     if len(np.unique(y_tr)) < 2:
-        return 0.5, 0.5  # a constant predictor ranks nothing: chance AUC
+        return 0.5, 0.5, None  # a constant predictor ranks nothing: chance AUC
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf = LogisticRegression().fit(x_tr, y_tr)
+    p_tr, p_te = clf.predict_proba(x_tr), clf.predict_proba(x_te)
     return (
-        macro_auc(y_tr, clf.predict_proba(x_tr), clf.classes_),
-        macro_auc(y_te, clf.predict_proba(x_te), clf.classes_),
+        macro_auc(y_tr, p_tr, clf.classes_),
+        macro_auc(y_te, p_te, clf.classes_),
+        (p_tr, p_te, clf.classes_),
     )
 
 
@@ -77,12 +80,15 @@ def modularity(
     num_bins: int = 20,
     n_jobs: int | None = 1,
     random_state=None,
+    keep_predictions: bool = False,
 ) -> MetricResult:
     """Modularity and explicitness of ``codes`` [N, D] for integer ``factors`` [N, K].
 
     Keys ``modularity.score``, ``explicitness.score_train``, ``explicitness.score_test``.
     LogisticRegression (lbfgs) is deterministic: no random state is needed
-    (``random_state`` is accepted for the common signature).
+    (``random_state`` is accepted for the common signature). ``keep_predictions=True`` adds
+    ``details["predictions"]["probabilities"]``: per factor (train proba, test proba, classes),
+    or None for a factor with a single training class.
     """
     inputs = check_inputs(codes, factors, factor_names)
     codes, factors = inputs.codes.astype(np.float64), inputs.factors
@@ -104,4 +110,7 @@ def modularity(
         "explicitness.score_train": float(np.nanmean([f[0] for f in fits])),
         "explicitness.score_test": float(np.nanmean([f[1] for f in fits])),
     }
-    return result(scores, backend="sklearn", inputs=inputs, mutual_information=mi.tolist())
+    extra = {"predictions": {"probabilities": [f[2] for f in fits]}} if keep_predictions else {}
+    return result(
+        scores, backend="sklearn", inputs=inputs, mutual_information=mi.tolist(), **extra
+    )
