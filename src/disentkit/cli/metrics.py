@@ -34,9 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="reference", help="reference (scikit-learn) or fast")
     p.add_argument("--bootstrap", type=int, default=0, help="resamples for 95%% intervals")
     p.add_argument(
-        "--bootstrap-refits", type=int, default=10,
+        "--bootstrap-refits", type=int, default=5,
         help="DCI refits for its disentanglement/completeness intervals (other metrics resample "
-        "predictions of one fit; default 10)",
+        "predictions of one fit; default 5)",
     )
     p.add_argument("--jobs", type=int, default=None, help="parallel fits (fast backend)")
     p.add_argument("--json", default=None, help="write {metrics, details, meta} here")

@@ -32,7 +32,7 @@ import numpy as np
 
 
 #: DCI disentanglement/completeness refits when the caller does not say (each is a full DCI fit)
-DEFAULT_REFITS = 10
+DEFAULT_REFITS = 5
 
 
 def resample_rows(n: int, n_train: int, rng: np.random.Generator) -> np.ndarray:
