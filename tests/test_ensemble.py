@@ -31,7 +31,8 @@ def members(steps=6, method="ada-gvae", **overrides):
             for seed, beta in ((0, 1.0), (1, 1.0), (2, 4.0))]
 
 
-@pytest.mark.parametrize("arch,method", [("locatello", "ada-gvae"), ("paper", "beta-vae")])
+@pytest.mark.parametrize("arch,method", [("locatello", "ada-gvae"), ("paper", "beta-vae"),
+                                         ("locatello", "gvae-labels")])
 def test_a_member_equals_its_single_run(tmp_path, arch, method):
     cfgs = members(6, method, model__arch=arch)
     channels = 3 if arch == "paper" else 1

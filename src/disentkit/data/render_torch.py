@@ -123,7 +123,7 @@ class DeviceBatches:
         if name not in SUPPORTED or getattr(dataset, "root", None) is not None:
             raise ValueError(f"on-device batches need a generated dataset of {', '.join(SUPPORTED)}"
                              f"; found {name!r}" + (" read from a file" if name in SUPPORTED else ""))
-        self.name, self.device = name, torch.device(device)
+        self.name, self.device, self.source = name, torch.device(device), dataset
         self.sizes = torch.as_tensor(dataset.factor_sizes, dtype=torch.int64, device=self.device)
         self.image_shape = tuple(dataset.image_shape)
         if name == "shapes3d":

@@ -28,7 +28,8 @@ class GVAELabels(PairMethod):
                 f"gvae-labels ties factor k to latent dimension k: a changed factor index "
                 f">= latent_dim={dim} has no dimension (use latent_dim >= {changed.shape[1]})"
             )
-        own = torch.zeros((n, dim), dtype=torch.bool, device=mu1.device)
         k = min(dim, changed.shape[1])
-        own[:, :k] = changed[:, :k].to(device=mu1.device, dtype=torch.bool)
+        own = changed[:, :k].to(device=mu1.device, dtype=torch.bool)
+        if dim > k:  # out of place (no slice assignment), so the step also runs under vmap
+            own = torch.cat([own, own.new_zeros((n, dim - k))], dim=1)
         return ~own

@@ -103,11 +103,11 @@ class _MemberLoss(torch.nn.Module):
         return torch.stack([reconstruction + beta * kl, reconstruction, kl])
 
 
-class _Stack:
+class Stack:
     """M networks as stacked tensors, one Adam over them, and per-member state dicts."""
 
     def __init__(self, models: list[torch.nn.Module], method, lr: float, device):
-        self.size = len(models)
+        self.size, self.latent_dim = len(models), int(models[0].latent_dim)
         self.names = [n for n, _ in models[0].named_parameters()]
         self.state_keys = list(models[0].state_dict())
         params, buffers = stack_module_state(models)
@@ -155,7 +155,7 @@ class _Stack:
         return total
 
 
-def _restore(stack: _Stack, run_dirs, states, noises) -> tuple[int, list]:
+def _restore(stack: Stack, run_dirs, states, noises) -> tuple[int, list]:
     """Load the members' checkpoints (all at one step) into the stack; their data generators."""
     steps = {s.step for s in states}
     if len(steps) != 1:
@@ -223,7 +223,7 @@ def train_ensemble(
     seeds = [prepare.seeds(c.run.seed) for c in cfgs]
     models = [prepare.build_network(c, dataset.image_shape[0], s["init"]).train()
               for c, s in zip(cfgs, seeds)]
-    stack = _Stack(models, methods[0], cfg.optim.lr, device)
+    stack = Stack(models, methods[0], cfg.optim.lr, device)
     noises = [torch.Generator(device=device).manual_seed(s["noise"]) for s in seeds]
     rngs = [np.random.default_rng(s["data"]) for s in seeds]
     step = 0
@@ -255,6 +255,32 @@ def train_ensemble(
     return run_dirs
 
 
+def ensemble_step(stack: Stack, methods, noises, batch: dict, step: int,
+                  grad_clip: float | None, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update of every member on ``batch`` (tensors [M, n, ...] on the device) at 0-based
+    ``step``: returns the loss terms [M, 3] (loss, reconstruction, KL) and the non-finite flags
+    [M], both on the device (no synchronisation). A flagged member's gradient is zeroed."""
+    x1 = batch["x1"]
+    images = x1.shape[1] * (2 if "x2" in batch else 1)
+    eps = torch.stack([torch.randn((images, stack.latent_dim), generator=g, device=x1.device)
+                       for g in noises])
+    betas = torch.tensor([m.beta_at(step) for m in methods], device=x1.device)
+    p, b = stack.params, stack.buffers
+    with autocast_context(x1.device.type, precision):
+        if "x2" in batch:
+            terms = stack.loss(p, b, x1, batch["x2"], batch["changed"], eps, betas)
+        else:
+            terms = stack.loss_single(p, b, x1, None, None, eps, betas)
+    stack.optimizer.zero_grad(set_to_none=True)
+    terms[:, 0].sum().backward()
+    norm = stack.clip_(grad_clip)
+    bad = ~torch.isfinite(terms).all(dim=1) | ~torch.isfinite(norm)
+    for t in p.values():  # a failing member does not move (nor does any other)
+        t.grad.masked_fill_(bad.view((-1,) + (1,) * (t.dim() - 1)), 0.0)
+    stack.optimizer.step()
+    return terms, bad
+
+
 class _Loop:
     """One ensemble step at a time; logs and checkpoints per member, failures read lazily."""
 
@@ -272,24 +298,9 @@ class _Loop:
 
     def step(self, arrays: list[dict], data_states: list[dict]) -> None:
         b = _batch(arrays, self.device, pin=self.device.type == "cuda")
-        pairs = "x2" in b
-        images = b["x1"].shape[1] * (2 if pairs else 1)
-        eps = torch.stack([torch.randn((images, self.cfg.model.latent_dim), generator=g,
-                                       device=self.device) for g in self.noises])
-        betas = torch.tensor([m.beta_at(self.at) for m in self.methods], device=self.device)
-        s = self.stack
-        with autocast_context(self.device.type, self.precision):
-            if pairs:
-                terms = s.loss(s.params, s.buffers, b["x1"], b["x2"], b["changed"], eps, betas)
-            else:
-                terms = s.loss_single(s.params, s.buffers, b["x1"], None, None, eps, betas)
-        s.optimizer.zero_grad(set_to_none=True)
-        terms[:, 0].sum().backward()
-        norm = s.clip_(self.cfg.optim.grad_clip)
-        bad = ~torch.isfinite(terms).all(dim=1) | ~torch.isfinite(norm)
-        for p in s.params.values():  # a failing member does not move (nor does any other)
-            p.grad.masked_fill_(bad.view((-1,) + (1,) * (p.dim() - 1)), 0.0)
-        s.optimizer.step()
+        images = b["x1"].shape[1] * (2 if "x2" in b else 1)
+        terms, bad = ensemble_step(self.stack, self.methods, self.noises, b, self.at,
+                                   self.cfg.optim.grad_clip, self.precision)
         self.first_bad = torch.where(bad & (self.first_bad < 0), self.at + 1, self.first_bad)
         self.totals += terms.detach().double()
         self.at += 1
