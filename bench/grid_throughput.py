@@ -87,7 +87,8 @@ def single_rate(a, batches, precision: str) -> tuple[float, list[float]]:
     losses: list[torch.Tensor] = []
 
     def step():
-        losses.append(method.training_step(model, opt, batch, 0, noise, 1.0, precision).loss.detach())
+        terms = method.training_step(model, opt, batch, 0, noise, 1.0, precision)
+        losses.append(terms.loss.detach())
 
     seconds = timed(step, a.steps, a.warmup, a.device)
     return 2 * a.batch / seconds, [float(x) for x in losses]
@@ -287,11 +288,13 @@ def print_table(out: dict) -> None:
               f"DCI {p['fp32_dci']:.3f} / {p['bf16_dci']:.3f}")
     if "cpu_ensemble_vs_sequential" in out:
         c = out["cpu_ensemble_vs_sequential"]
-        print(f"CPU, {c['threads']} threads: M={c['members']} ensemble {c['ensemble_images_per_s']:,.0f}"
-              f" vs sequential {c['sequential_images_per_s']:,.0f} images/s ({c['speedup']:.2f}x)")
+        print(f"CPU, {c['threads']} threads: M={c['members']} ensemble "
+              f"{c['ensemble_images_per_s']:,.0f} vs sequential "
+              f"{c['sequential_images_per_s']:,.0f} images/s ({c['speedup']:.2f}x)")
     g = out["projection"]
     print(f"paper grid: {g['source_runs']} sources + {g['finetune_runs']} fine-tunings = "
-          f"{g['images']:.3g} images -> {g['hours']:.1f} h at {g['best_images_per_s']:,.0f} images/s")
+          f"{g['images']:.3g} images -> {g['hours']:.1f} h at {g['best_images_per_s']:,.0f} "
+          "images/s")
 
 
 if __name__ == "__main__":

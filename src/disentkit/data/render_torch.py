@@ -121,8 +121,9 @@ class DeviceBatches:
     def __init__(self, dataset, device: torch.device | str = "cpu"):
         name = getattr(dataset, "name", type(dataset).__name__)
         if name not in SUPPORTED or getattr(dataset, "root", None) is not None:
-            raise ValueError(f"on-device batches need a generated dataset of {', '.join(SUPPORTED)}"
-                             f"; found {name!r}" + (" read from a file" if name in SUPPORTED else ""))
+            where = " read from a file" if name in SUPPORTED else ""
+            raise ValueError(f"on-device batches need a generated dataset of "
+                             f"{', '.join(SUPPORTED)}; found {name!r}{where}")
         self.name, self.device, self.source = name, torch.device(device), dataset
         self.sizes = torch.as_tensor(dataset.factor_sizes, dtype=torch.int64, device=self.device)
         self.image_shape = tuple(dataset.image_shape)
@@ -158,7 +159,8 @@ class DeviceBatches:
         if self.name in ("white-dsprites", "color-dsprites"):
             return mask * colour
         if self.name in ("noisy-dsprites", "noisy-color-dsprites"):
-            return compose_noisy(mask, colour, uniform_noise((n, 3, 64, 64), generator, self.device))
+            noise = uniform_noise((n, 3, 64, 64), generator, self.device)
+            return compose_noisy(mask, colour, noise)
         h, w = self.texture.shape[1:]
         top = torch.randint(0, h - 64, (n,), generator=generator, device=self.device)
         left = torch.randint(0, w - 64, (n,), generator=generator, device=self.device)
