@@ -42,7 +42,7 @@ from disentkit.methods.base import Batch
 from disentkit.models import build_model
 from disentkit.train import prepare
 from disentkit.train.batches import batch_stream
-from disentkit.train.ensemble import Stack, ensemble_step
+from disentkit.train._stack import Stack, ensemble_step
 
 PAPER_GRID = Path(__file__).resolve().parents[1] / "experiments" / "paper.yaml"
 

@@ -103,3 +103,27 @@ def test_a_non_finite_loss_stops_the_ensemble_and_keeps_checkpoints(tmp_path):
         state = load_checkpoint(d)
         assert state.step in (2,) and all(torch.isfinite(v).all() for v in state.model.values())
         assert "error" in read_log(d)[-1]
+
+
+def test_on_device_data_trains_resumes_bitwise_and_refuses_a_mode_switch(tmp_path):
+    def cfgs(steps):
+        return members(steps, "ada-gvae", data__dataset="dsprites")
+
+    full = train_ensemble(cfgs(4), [tmp_path / f"f{i}" for i in range(3)],
+                          data_on_device=True, progress=False)
+    half = train_ensemble(cfgs(2), [tmp_path / f"h{i}" for i in range(3)],
+                          data_on_device=True, progress=False)
+    assert load_checkpoint(half[0]).numpy_rng["bit_generator"] == "torch"
+    train_ensemble(cfgs(4), half, data_on_device=True, resume=True, progress=False)
+    for a, b in zip(full, half):
+        assert_same_state(a, b)
+    assert not torch.equal(load_checkpoint(full[0]).model["fc_mu.weight"],
+                           load_checkpoint(full[1]).model["fc_mu.weight"])
+    with pytest.raises(ValueError, match="resume them with data_on_device=True"):
+        train_ensemble(cfgs(6), half, resume=True, progress=False)
+    cpu = train_ensemble(cfgs(2), [tmp_path / f"c{i}" for i in range(3)], progress=False)
+    with pytest.raises(ValueError, match="without data_on_device"):
+        train_ensemble(cfgs(4), cpu, data_on_device=True, resume=True, progress=False)
+    with pytest.raises(ValueError, match="generated dataset"):
+        train_ensemble(members(2), [tmp_path / f"s{i}" for i in range(3)], dataset=Squares(),
+                       data_on_device=True, progress=False)

@@ -26,25 +26,18 @@ error), the others continue, and :class:`NonFiniteLossError` is raised at the en
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torch.func import functional_call, stack_module_state, vmap
 
 from disentkit.config import TrainConfig, save, to_dict
-from disentkit.methods.base import (
-    Batch,
-    NonFiniteLossError,
-    autocast_context,
-    bernoulli_reconstruction,
-    gaussian_kl,
-)
+from disentkit.methods.base import NonFiniteLossError
 from disentkit.train import checkpoint as ckpt
 from disentkit.train import prepare
+from disentkit.train._stack import Stack, ensemble_step
 from disentkit.train.batches import batch_stream
 from disentkit.train.logging import Progress, RunLog
 from disentkit.train.loop import _check_method_fits, _get_dataset
@@ -82,79 +75,6 @@ def check_members(cfgs: Sequence[TrainConfig], out_dirs: Sequence) -> None:
                          f"{cfgs[0].optim.trainable!r}: train such runs one by one")
 
 
-class _MemberLoss(torch.nn.Module):
-    """The loss of one member as a module, so :func:`functional_call` can swap its weights.
-
-    The template of :meth:`disentkit.methods.base.Method.loss` with the noise ``eps`` given
-    (drawn outside vmap by the member's own generator) and β a tensor (one per member).
-    """
-
-    def __init__(self, net: torch.nn.Module, method):
-        super().__init__()
-        self.net, self.method = net, method
-
-    def forward(self, x1, x2, changed, eps, beta):
-        x = x1 if x2 is None else torch.cat([x1, x2])
-        mu, logvar = self.net.encode(x)
-        mu, logvar = self.method.aggregate(mu.float(), logvar.float(), Batch(x1, x2, changed))
-        z = mu + torch.exp(0.5 * logvar) * eps
-        reconstruction = bernoulli_reconstruction(self.net.decode(z), x).mean()
-        kl = gaussian_kl(mu, logvar).mean()
-        return torch.stack([reconstruction + beta * kl, reconstruction, kl])
-
-
-class Stack:
-    """M networks as stacked tensors, one Adam over them, and per-member state dicts."""
-
-    def __init__(self, models: list[torch.nn.Module], method, lr: float, device):
-        self.size, self.latent_dim = len(models), int(models[0].latent_dim)
-        self.names = [n for n, _ in models[0].named_parameters()]
-        self.state_keys = list(models[0].state_dict())
-        params, buffers = stack_module_state(models)
-        self.params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
-        self.buffers = {k: v.to(device) for k, v in buffers.items()}
-        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=lr)
-        template = _MemberLoss(copy.deepcopy(models[0]).to("meta"), method)
-
-        def one(p, b, x1, x2, changed, eps, beta):
-            weights = {f"net.{k}": v for k, v in {**p, **b}.items()}
-            return functional_call(template, weights, (x1, x2, changed, eps, beta))
-
-        self.loss = vmap(one, in_dims=(0, 0, 0, 0, 0, 0, 0))
-        self.loss_single = vmap(one, in_dims=(0, 0, 0, None, None, 0, 0))
-
-    def member_model(self, m: int) -> dict[str, torch.Tensor]:
-        both = {**self.params, **self.buffers}
-        return {k: both[k][m].detach() for k in self.state_keys}
-
-    def member_optimizer(self, m: int) -> dict:
-        sd = self.optimizer.state_dict()
-        state = {i: {k: (v[m] if v.dim() > 0 else v.clone()) for k, v in entry.items()}
-                 for i, entry in sd["state"].items()}
-        return {"state": state, "param_groups": sd["param_groups"]}
-
-    def load_optimizers(self, states: list[dict]) -> None:
-        """Stack M single-run optimiser state dicts into the ensemble's Adam."""
-        first = states[0]
-        state = {}
-        for i, entry in first["state"].items():
-            state[i] = {k: (torch.stack([s["state"][i][k] for s in states]) if v.dim() > 0
-                            else v.clone()) for k, v in entry.items()}
-        self.optimizer.load_state_dict({"state": state, "param_groups": first["param_groups"]})
-
-    def clip_(self, max_norm: float | None) -> torch.Tensor:
-        """Clip each member's gradient to ``max_norm`` (as ``clip_grad_norm_`` does for one
-        network); returns each member's gradient norm [M] (all finite when not clipping)."""
-        grads = [p.grad for p in self.params.values()]
-        norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1)
-        total = torch.linalg.vector_norm(norms, dim=1)
-        if max_norm is not None:
-            coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-            for g in grads:
-                g.mul_(coef.view((-1,) + (1,) * (g.dim() - 1)))
-        return total
-
-
 def _restore(stack: Stack, run_dirs, states, noises) -> tuple[int, list]:
     """Load the members' checkpoints (all at one step) into the stack; their data generators."""
     steps = {s.step for s in states}
@@ -171,7 +91,75 @@ def _restore(stack: Stack, run_dirs, states, noises) -> tuple[int, list]:
     stack.load_optimizers([s.optimizer for s in states])
     for noise, s in zip(noises, states):
         noise.set_state(s.torch_rng)
-    return steps.pop(), [ckpt.restore_numpy_rng(s.numpy_rng) for s in states]
+    return steps.pop()
+
+
+#: ``bit_generator`` tag of a data-generator state saved by on-device data (a torch generator)
+TORCH_DATA = "torch"
+
+
+class _CpuData:
+    """Each member's NumPy generator and batch stream (the single run's, one thread each)."""
+
+    def __init__(self, dataset, pairs: bool, cfg: TrainConfig, seeds: list[dict]):
+        self.dataset, self.pairs, self.cfg = dataset, pairs, cfg
+        self.rngs = [np.random.default_rng(s["data"]) for s in seeds]
+
+    def restore(self, states: list[dict]) -> None:
+        if any(s.get("bit_generator") == TORCH_DATA for s in states):
+            raise ValueError("these runs drew their data on the device: resume them with "
+                             "data_on_device=True")
+        self.rngs = [ckpt.restore_numpy_rng(s) for s in states]
+
+    def states(self) -> list[dict]:
+        return [ckpt.numpy_rng_state(r) for r in self.rngs]
+
+    def batches(self, count: int):
+        """Yield (list of member batches as NumPy arrays, generator states after drawing)."""
+        c = self.cfg
+        streams = [batch_stream(self.dataset, self.pairs, c.optim.batch_size, r, c.data.k,
+                                count=count, prefetch=c.run.prefetch) for r in self.rngs]
+        try:
+            for items in zip(*streams):
+                yield [a for a, _ in items], [s for _, s in items]
+        finally:
+            for stream in streams:
+                stream.close()
+
+
+class _DeviceData(_CpuData):
+    """Each member's torch generator on the device and :class:`DeviceBatches` (no CPU work).
+
+    Same distribution as the CPU stream, other draws; the generator state is saved in the
+    checkpoint's data-generator slot, tagged ``bit_generator: "torch"``, so the ensemble resumes
+    bit for bit (a member folder resumes only as an ensemble with on-device data).
+    """
+
+    def __init__(self, dataset, pairs: bool, cfg: TrainConfig, seeds: list[dict], device):
+        from disentkit.data.render_torch import DeviceBatches
+
+        self.pairs, self.cfg, self.device = pairs, cfg, device
+        self.source = DeviceBatches(dataset, device)
+        self.gens = [torch.Generator(device=device).manual_seed(s["data"]) for s in seeds]
+
+    def restore(self, states: list[dict]) -> None:
+        if any(s.get("bit_generator") != TORCH_DATA for s in states):
+            raise ValueError("these runs drew their data on the CPU: resume them without "
+                             "data_on_device")
+        for g, s in zip(self.gens, states):
+            g.set_state(torch.tensor(s["state"], dtype=torch.uint8))
+
+    def states(self) -> list[dict]:
+        return [{"bit_generator": TORCH_DATA, "state": g.get_state().tolist()} for g in self.gens]
+
+    def batches(self, count: int):
+        """Yield (stacked member batches on the device, generator states after drawing)."""
+        n, k, src = self.cfg.optim.batch_size, self.cfg.data.k, self.source
+        keys = ("x1", "x2", "changed") if self.pairs else ("x1",)
+        for _ in range(count):
+            parts = [src.pairs(n, g, k) if self.pairs
+                     else {"x1": src.images(src.sample_factors(n, g), g)} for g in self.gens]
+            yield {key: torch.stack([p[key] for p in parts]) for key in keys}, self.states()
 
 
 def _batch(parts: list[dict], device, pin: bool) -> dict:
@@ -192,11 +180,15 @@ def train_ensemble(
     overwrite: bool = False,
     progress: bool | None | Callable[[int, int], None] = None,
     dataset=None,
+    data_on_device: bool = False,
 ) -> list[Path]:
     """Train the member configs ``cfgs`` (equal but for seed and β) into ``out_dirs`` at once.
 
     Arguments as :func:`disentkit.train.train`; returns the run folders. Each folder is what
     ``train(cfgs[m], out_dirs[m])`` writes, up to floating-point reassociation of the weights.
+    ``data_on_device`` draws the batches on the training device
+    (:mod:`disentkit.data.render_torch`; generated dSprites family and Shapes3D only): the
+    GPU path, where one CPU thread per member cannot keep up; other draws than the CPU's.
     """
     from disentkit.methods import build_method
 
@@ -225,10 +217,13 @@ def train_ensemble(
               for c, s in zip(cfgs, seeds)]
     stack = Stack(models, methods[0], cfg.optim.lr, device)
     noises = [torch.Generator(device=device).manual_seed(s["noise"]) for s in seeds]
-    rngs = [np.random.default_rng(s["data"]) for s in seeds]
+    pairs = methods[0].uses_pairs
+    data = (_DeviceData(dataset, pairs, cfg, seeds, device) if data_on_device
+            else _CpuData(dataset, pairs, cfg, seeds))
     step = 0
     if states is not None:
-        step, rngs = _restore(stack, run_dirs, states, noises)
+        step = _restore(stack, run_dirs, states, noises)
+        data.restore([s.numpy_rng for s in states])
         if step > cfg.run.steps:
             raise ValueError(f"--steps {cfg.run.steps} is below the checkpoints' step {step}")
     info = {"arch": cfg.model.arch, "in_channels": int(dataset.image_shape[0]),
@@ -237,48 +232,19 @@ def train_ensemble(
     for d, c in zip(run_dirs, cfgs):
         save(c, d / "config.json")
     loop = _Loop(cfgs, run_dirs, stack, methods, noises, info, device, precision, step)
-    streams = [batch_stream(dataset, methods[0].uses_pairs, cfg.optim.batch_size, r, cfg.data.k,
-                            count=max(cfg.run.steps - step, 0), prefetch=cfg.run.prefetch)
-               for r in rngs]
     bar = Progress(progress, cfg.run.steps, step)
+    stream = data.batches(max(cfg.run.steps - step, 0))
     try:
-        for items in zip(*streams):
-            loop.step([a for a, _ in items], [s for _, s in items])
+        for arrays, data_states in stream:
+            loop.step(arrays, data_states)
             bar.update(loop.at, cfg.run.steps, loop.last_record)
     finally:
-        for s in streams:
-            s.close()
+        stream.close()
         bar.close()
     if states is None and cfg.run.steps == 0:
-        loop.save_all(0, [ckpt.numpy_rng_state(r) for r in rngs])
+        loop.save_all(0, data.states())
     loop.raise_failures()
     return run_dirs
-
-
-def ensemble_step(stack: Stack, methods, noises, batch: dict, step: int,
-                  grad_clip: float | None, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """One update of every member on ``batch`` (tensors [M, n, ...] on the device) at 0-based
-    ``step``: returns the loss terms [M, 3] (loss, reconstruction, KL) and the non-finite flags
-    [M], both on the device (no synchronisation). A flagged member's gradient is zeroed."""
-    x1 = batch["x1"]
-    images = x1.shape[1] * (2 if "x2" in batch else 1)
-    eps = torch.stack([torch.randn((images, stack.latent_dim), generator=g, device=x1.device)
-                       for g in noises])
-    betas = torch.tensor([m.beta_at(step) for m in methods], device=x1.device)
-    p, b = stack.params, stack.buffers
-    with autocast_context(x1.device.type, precision):
-        if "x2" in batch:
-            terms = stack.loss(p, b, x1, batch["x2"], batch["changed"], eps, betas)
-        else:
-            terms = stack.loss_single(p, b, x1, None, None, eps, betas)
-    stack.optimizer.zero_grad(set_to_none=True)
-    terms[:, 0].sum().backward()
-    norm = stack.clip_(grad_clip)
-    bad = ~torch.isfinite(terms).all(dim=1) | ~torch.isfinite(norm)
-    for t in p.values():  # a failing member does not move (nor does any other)
-        t.grad.masked_fill_(bad.view((-1,) + (1,) * (t.dim() - 1)), 0.0)
-    stack.optimizer.step()
-    return terms, bad
 
 
 class _Loop:
@@ -297,7 +263,8 @@ class _Loop:
         self.last_time, self.last_step, self.last_record = time.perf_counter(), step, None
 
     def step(self, arrays: list[dict], data_states: list[dict]) -> None:
-        b = _batch(arrays, self.device, pin=self.device.type == "cuda")
+        b = arrays if isinstance(arrays, dict) else _batch(arrays, self.device,
+                                                          pin=self.device.type == "cuda")
         images = b["x1"].shape[1] * (2 if "x2" in b else 1)
         terms, bad = ensemble_step(self.stack, self.methods, self.noises, b, self.at,
                                    self.cfg.optim.grad_clip, self.precision)
