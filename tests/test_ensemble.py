@@ -11,7 +11,7 @@ from test_train import NaNSquares, Squares, assert_same_state, small_config
 from disentkit.methods.base import NonFiniteLossError
 from disentkit.train import train
 from disentkit.train.checkpoint import load_checkpoint, load_run
-from disentkit.train.ensemble import ensemble_key, train_ensemble
+from disentkit.train.ensemble import ensemble_key, group_members, train_ensemble
 from disentkit.train.logging import read_log
 
 #: Measured, fp32 CPU, 6 steps at lr 1e-3, batch 4: max |ensemble − single| over every weight
@@ -127,3 +127,12 @@ def test_on_device_data_trains_resumes_bitwise_and_refuses_a_mode_switch(tmp_pat
     with pytest.raises(ValueError, match="generated dataset"):
         train_ensemble(members(2), [tmp_path / f"s{i}" for i in range(3)], dataset=Squares(),
                        data_on_device=True, progress=False)
+
+
+def test_group_members_packs_compatible_runs_up_to_the_limit():
+    grid = members(4) + [small_config(4, run__seed=9, optim__lr=5e-4)] + members(4)
+    assert group_members(grid, 4) == [[0, 1, 2, 4], [3], [5, 6]]
+    assert group_members(grid, 1) == [[i] for i in range(7)]
+    assert group_members(grid, 32) == [[0, 1, 2, 4, 5, 6], [3]]
+    with pytest.raises(ValueError, match="max_members=0"):
+        group_members(grid, 0)

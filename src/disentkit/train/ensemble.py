@@ -55,6 +55,23 @@ def ensemble_key(cfg: TrainConfig) -> str:
     return repr(d)
 
 
+def group_members(cfgs: Sequence[TrainConfig], max_members: int) -> list[list[int]]:
+    """Indices of ``cfgs`` grouped into ensembles: configs with one :func:`ensemble_key`, at most
+    ``max_members`` per group, groups and members in the order of first appearance. What a
+    sweep calls to train its grid as ensembles (``max_members=1``: every run alone)."""
+    if int(max_members) < 1:
+        raise ValueError(f"an ensemble holds at least 1 member; found max_members={max_members}")
+    groups: dict[str, list[list[int]]] = {}
+    order: list[list[int]] = []
+    for i, cfg in enumerate(cfgs):
+        chunks = groups.setdefault(ensemble_key(cfg), [])
+        if not chunks or len(chunks[-1]) >= max_members:
+            chunks.append([])
+            order.append(chunks[-1])
+        chunks[-1].append(i)
+    return order
+
+
 def check_members(cfgs: Sequence[TrainConfig], out_dirs: Sequence) -> None:
     """Refuse an empty ensemble, a folder count that differs, or members that differ in more
     than seed and β (naming the first such setting)."""
