@@ -90,18 +90,18 @@ def test_shapes3d_lookalike_equals_the_cpu_images_to_rounding():
 def test_pairs_change_exactly_k_varying_factors_uniformly():
     batches = DeviceBatches(get_dataset("color-dsprites"))
     gen = torch.Generator().manual_seed(0)
-    out = batches.pairs(4000, gen, k=2)
+    out = batches.pairs(1500, gen, k=2)
     f1, f2, changed = out["factors1"], out["factors2"], out["changed"]
     assert torch.equal(f1 != f2, changed) and bool((changed.sum(1) == 2).all())
     varying = batches.sizes > 1
     assert not bool(changed[:, ~varying].any())
-    assert out["x1"].shape == (4000, 3, 64, 64) and out["x2"].dtype == torch.float32
+    assert out["x1"].shape == (1500, 3, 64, 64) and out["x2"].dtype == torch.float32
     # shape has 3 values: a changed shape moves by +1 or +2 (mod 3) about equally often
     moved = ((f2[:, 1] - f1[:, 1]) % 3)[changed[:, 1]]
     share = float((moved == 1).float().mean())
-    assert 0.44 < share < 0.56, share
+    assert 0.4 < share < 0.6, share  # ~500 changed shapes: ±0.1 is 4.5 sd
     assert set(f1[:, 3].tolist()) == set(range(40))  # every orientation drawn
-    again = batches.pairs(4000, torch.Generator().manual_seed(0), k=2)
+    again = batches.pairs(1500, torch.Generator().manual_seed(0), k=2)
     assert torch.equal(again["x2"], out["x2"])  # seeded
     with pytest.raises(ValueError, match="k must lie in"):
         batches.pairs(4, gen, k=7)
