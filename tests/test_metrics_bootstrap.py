@@ -148,6 +148,7 @@ def test_cli_states_the_refits(tmp_path, capsys):
                  "--backend", "fast", "--bootstrap", "4", "--bootstrap-refits", "2",
                  "--json", str(out)])
     assert code == 0
-    assert "95% interval" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "95% interval" in printed and "from 2 refits" in printed
     boot = json.loads(out.read_text())["details"]["bootstrap"]
     assert boot["resamples"] == 4 and boot["refits"]["dci.completeness"] == 2

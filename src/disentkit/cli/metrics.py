@@ -106,6 +106,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         if low is not None:
             row["95% interval"] = f"[{low:.4f}, {flat[row['metric'] + '.ci_high']:.4f}]"
     print(format_table(rows))
+    boot = details.get("bootstrap")
+    if boot:
+        refits = max(boot["refits"].values(), default=0)
+        print(f"95% intervals over {boot['resamples']} row resamples; classifiers fitted once and "
+              "their predictions resampled"
+              + (f"; DCI disentanglement/completeness from {refits} refits" if refits else ""))
     if args.json:
         meta = _meta(args, len(codes), args.backend)
         meta["elapsed_s"] = round(time.perf_counter() - start, 3)
