@@ -136,3 +136,16 @@ def test_group_members_packs_compatible_runs_up_to_the_limit():
     assert group_members(grid, 32) == [[0, 1, 2, 4, 5, 6], [3]]
     with pytest.raises(ValueError, match="max_members=0"):
         group_members(grid, 0)
+
+
+def test_fine_tunings_of_different_sources_train_as_one(tmp_path):
+    sources = train_ensemble(members(3), [tmp_path / f"src{i}" for i in range(3)],
+                             dataset=Squares(), progress=False)
+    tunes = [small_config(3, run__seed=7 + i, model__init_from=str(src))
+             for i, src in enumerate(sources)]
+    dirs = train_ensemble(tunes, [tmp_path / f"ft{i}" for i in range(3)], dataset=Squares(),
+                          progress=False)
+    for i, cfg in enumerate(tunes):
+        single = train(cfg, tmp_path / f"one{i}", dataset=Squares(), progress=False)
+        a, b = load_checkpoint(dirs[i]).model, load_checkpoint(single).model
+        assert max(float((a[k] - b[k]).abs().max()) for k in a) <= TOLERANCE["locatello"]

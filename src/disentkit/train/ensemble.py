@@ -42,12 +42,13 @@ from disentkit.train.batches import batch_stream
 from disentkit.train.logging import Progress, RunLog
 from disentkit.train.loop import _check_method_fits, _get_dataset
 
-#: settings in which the members of one ensemble may differ
-MEMBER_FIELDS = ("run.seed", "method.beta")
+#: settings in which the members of one ensemble may differ: the paper's grid varies seed and
+#: β per source, and its fine-tunings start from different source runs (``init_from``)
+MEMBER_FIELDS = ("run.seed", "method.beta", "model.init_from")
 
 
 def ensemble_key(cfg: TrainConfig) -> str:
-    """Configs with equal keys can train as one ensemble (all but seed and β agree)."""
+    """Configs with equal keys can train as one ensemble (all but seed, β, init_from agree)."""
     d = to_dict(cfg)
     for name in MEMBER_FIELDS:
         section, key = name.split(".")
@@ -74,7 +75,7 @@ def group_members(cfgs: Sequence[TrainConfig], max_members: int) -> list[list[in
 
 def check_members(cfgs: Sequence[TrainConfig], out_dirs: Sequence) -> None:
     """Refuse an empty ensemble, a folder count that differs, or members that differ in more
-    than seed and β (naming the first such setting)."""
+    than :data:`MEMBER_FIELDS` (naming the first such setting)."""
     if not cfgs:
         raise ValueError("an ensemble needs at least one member config; found none")
     if len(cfgs) != len(out_dirs):
@@ -199,7 +200,8 @@ def train_ensemble(
     dataset=None,
     data_on_device: bool = False,
 ) -> list[Path]:
-    """Train the member configs ``cfgs`` (equal but for seed and β) into ``out_dirs`` at once.
+    """Train the member configs ``cfgs`` (equal but for seed, β and the run they fine-tune,
+    ``model.init_from``) into ``out_dirs`` at once.
 
     Arguments as :func:`disentkit.train.train`; returns the run folders. Each folder is what
     ``train(cfgs[m], out_dirs[m])`` writes, up to floating-point reassociation of the weights.
