@@ -1,7 +1,8 @@
-"""Train many models as one: M runs that differ only in seed and β, one batched network.
+"""Train many models as one: M runs that differ only in seed, β (and, for fine-tunings, the
+source run they start from), one batched network.
 
 The paper's grid trains, per source dataset, 10 seeds × 2 βs of the same network, method and
-step count (Dapueto et al. 2024, §4.1). One conv64 VAE at batch 64 leaves a GPU mostly idle
+step count, and fine-tunes each of them the same way (Dapueto et al. 2024, §4.1). One conv64 VAE at batch 64 leaves a GPU mostly idle
 (kernel launches, not arithmetic, bound it), so the members are stacked
 (:func:`torch.func.stack_module_state`) and one :func:`torch.func.vmap` of the loss runs all of
 them in one forward/backward — the convolutions become grouped convolutions over M groups.
