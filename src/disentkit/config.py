@@ -125,6 +125,7 @@ from dataclasses import dataclass, field  # noqa: E402
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 TRAINABLE = ("all", "encoder", "decoder")
+LOGGERS = ("jsonl", "tensorboard")
 
 
 @dataclass
@@ -179,6 +180,8 @@ class RunConfig:
     checkpoint_every: int = 1000
     #: render the next batch in a background thread while the network trains (same batches)
     prefetch: bool = True
+    #: "jsonl" (log.jsonl only) or "tensorboard" (log.jsonl plus TensorBoard events in RUN/tensorboard/)
+    logger: str = "jsonl"
 
 
 @dataclass
@@ -218,6 +221,7 @@ class TrainConfig:
              self.run.precision),
             ("run.threads", self.run.threads is None or self.run.threads >= 1, ">= 1 or null",
              self.run.threads),
+            ("run.logger", self.run.logger in LOGGERS, f"one of {LOGGERS}", self.run.logger),
             ("run.log_every", self.run.log_every >= 1, ">= 1", self.run.log_every),
             ("run.checkpoint_every", self.run.checkpoint_every >= 1, ">= 1",
              self.run.checkpoint_every),

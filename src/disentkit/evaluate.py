@@ -35,6 +35,7 @@ from disentkit.data.views import SAMPLINGS, draw_rows  # noqa: F401 (SAMPLINGS: 
 from disentkit.io import read_json, write_json
 from disentkit.metrics._common import DEFAULT_TRAIN_FRACTION, library_versions
 from disentkit.metrics.representations import save_representations
+from disentkit.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def encode(model, dataset: FactorDataset, n: int, *, sampling: str = "lines", se
     means, samples, eps = [], [], None
     try:
         with torch.no_grad():
-            for start in range(0, total, batch_size):
+            for start in track(range(0, total, batch_size), desc="encode", unit="batches"):
                 x = dataset.images(factors[start: start + batch_size], rng=rng)
                 mu, logvar = model.encode(torch.as_tensor(x, dtype=torch.float32, device=device))
                 mu, logvar = mu.float().cpu(), logvar.float().cpu()

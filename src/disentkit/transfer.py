@@ -32,8 +32,6 @@ an interrupted one resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +43,7 @@ from disentkit.errors import DisentkitError
 from disentkit.evaluate import (EvalInfo, EvalSettings, evaluate_model, is_complete, model_info,
                                 untrained_network)
 from disentkit.io import read_json, write_json
+from disentkit import progress as progress_mod
 
 FINETUNE_MODES = ("all", "encoder", "decoder", "none")
 #: settings that may change between a run and its re-run without changing any result
@@ -211,30 +210,30 @@ def _check_same_config(out: Path, cfg: TransferConfig, source_sha256: str) -> No
 
 # ---------------------------------------------------------------------------- progress
 class StageProgress:
-    """Prints the stage and, while training, the step and ETA at most every ``every`` seconds
-    (plain lines, so logs of non-interactive runs show progress too)."""
+    """Stage headers and, while training, the step with rate and ETA, all through the one
+    progress facility (:mod:`disentkit.progress`): a bar on a terminal, a plain line every ~10 s
+    when piped. ``prefix`` starts every line (which transfer of a job is speaking)."""
 
-    def __init__(self, prefix: str = "", stream=None, every: float = 10.0):
-        self.prefix, self.stream, self.every = prefix, stream or sys.stderr, every
-        self._t0 = self._last = 0.0
-        self._first_step = None
+    def __init__(self, prefix: str = ""):
+        self.prefix = prefix
+        self._bar = None
 
     def stage(self, text: str) -> None:
-        print(f"{self.prefix}{text}", file=self.stream, flush=True)
-        self._t0 = self._last = time.perf_counter()
-        self._first_step = None
+        self._close()
+        progress_mod.stage(f"{self.prefix}{text}")
 
     def __call__(self, step: int, steps: int) -> None:
-        now = time.perf_counter()
-        if self._first_step is None:
-            self._first_step, self._t0 = step - 1, now - 1e-9 if step == 1 else now
-        if now - self._last < self.every and step < steps:
-            return
-        self._last = now
-        done = max(step - self._first_step, 1)
-        eta = (now - self._t0) / done * (steps - step)
-        print(f"{self.prefix}  step {step}/{steps} ({100 * step / max(steps, 1):.0f}%), "
-              f"ETA {int(eta) // 60}:{int(eta) % 60:02d}", file=self.stream, flush=True)
+        if self._bar is None:
+            self._bar = progress_mod.Progress(steps, f"{self.prefix}  step".strip(), "steps",
+                                              initial=step - 1)
+        self._bar.update(step - self._bar.n)
+        if step >= steps:
+            self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 # ---------------------------------------------------------------------------- the transfer

@@ -175,18 +175,16 @@ def cmd_omes(args: argparse.Namespace) -> int:
 def save_relation_heatmap(relation, factor_names, association, inactive, path) -> Path:
     """Heat map of the relation matrix M [D, K]: factors on x, dimensions on y, the association
     boxed in red, inactive dimensions greyed (the figure of the paper's Fig. 3)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure  # not pyplot: never switch the caller's backend
     from matplotlib.patches import Rectangle
 
     from disentkit.io import atomic_path
 
     m = np.asarray(relation, dtype=float)
     d, k = m.shape
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * k, 1.0 + 0.45 * d), dpi=120)
+    fig = Figure(figsize=(1.2 + 0.9 * k, 1.0 + 0.45 * d), dpi=120)
+    ax = fig.subplots()
     im = ax.imshow(m, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
     for i in range(d):
         for j in range(k):
@@ -210,7 +208,6 @@ def save_relation_heatmap(relation, factor_names, association, inactive, path) -
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return path
 
 

@@ -35,10 +35,7 @@ def _to_hwc(img: np.ndarray) -> np.ndarray:
 
 def dataset_figure(dataset: FactorDataset, seed: int = 0, n_samples: int = 12):
     """Matplotlib figure: a row of random samples and one labelled traversal row per factor."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: the caller's backend stays as it is
 
     rng = np.random.default_rng(seed)
     samples = dataset.images(dataset.sample_factors(n_samples, rng), rng)
@@ -50,9 +47,8 @@ def dataset_figure(dataset: FactorDataset, seed: int = 0, n_samples: int = 12):
         factors = traversal_factors(dataset, base, k)
         rows.append((f"{name} ({dataset.factor_sizes[k]})", dataset.images(factors, rng)))
     ncols = max(len(r[1]) for r in rows)
-    fig, axes = plt.subplots(
-        len(rows), ncols, figsize=(1.1 * ncols + 1.6, 1.15 * len(rows)), squeeze=False
-    )
+    fig = Figure(figsize=(1.1 * ncols + 1.6, 1.15 * len(rows)))
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
     cmap = "gray" if dataset.image_shape[0] == 1 else None
     for r, (label, imgs) in enumerate(rows):
         for c in range(ncols):
@@ -71,11 +67,8 @@ def dataset_figure(dataset: FactorDataset, seed: int = 0, n_samples: int = 12):
 
 def save_dataset_figure(dataset: FactorDataset, out: str | Path, seed: int = 0) -> Path:
     """Write :func:`dataset_figure` as a PNG, atomically."""
-    import matplotlib.pyplot as plt
-
     fig = dataset_figure(dataset, seed=seed)
     out = Path(out)
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
     return out

@@ -32,7 +32,7 @@ from disentkit.metrics.bootstrap import (
     DEFAULT_REFITS,
     fast_intervals,
     progress_total,
-    tqdm_progress,
+    progress_ticks,
 )
 from disentkit.metrics.dci import dci
 from disentkit.metrics.downstream import downstream
@@ -40,6 +40,7 @@ from disentkit.metrics.mig import mig
 from disentkit.metrics.modularity import modularity
 from disentkit.metrics.omes import omes
 from disentkit.metrics.sap import sap
+from disentkit.progress import track
 
 #: public name -> metric function; the order is the order of :func:`evaluate`'s output
 METRICS = {
@@ -90,11 +91,12 @@ def metric_seed(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
 
 
-def _run(names, codes, factors, factor_names, common, keep=False) -> tuple[dict, dict]:
+def _run(names, codes, factors, factor_names, common, keep=False, show=False) -> tuple[dict, dict]:
     """Run ``names`` in order; ``keep`` asks each metric for its per-row predictions
-    (``details[name]["predictions"]``, what :func:`fast_intervals` resamples)."""
+    (``details[name]["predictions"]``, what :func:`fast_intervals` resamples); ``show``: one
+    progress unit per metric (:mod:`disentkit.progress`)."""
     flat, details, timing = {}, {}, {}
-    for name in names:
+    for name in track(names, desc="metrics", unit="metrics", mode="auto" if show else "off"):
         start = time.perf_counter()
         fn = METRICS[name]
         accepted = inspect.signature(fn).parameters
@@ -128,7 +130,7 @@ def evaluate(
     bootstrap: int = 0,
     bootstrap_refits: int = DEFAULT_REFITS,
     n_jobs: int | None = None,
-    progress: bool | Callable[[int], None] = False,
+    progress: bool | Callable[[int], None] = True,
 ) -> tuple[dict[str, float], dict]:
     """Run ``metrics`` (default: all) and return ``(flat scores, details per metric)``.
 
@@ -140,7 +142,8 @@ def evaluate(
     predictions resampled; only DCI disentanglement/completeness are refitted, on the first
     ``bootstrap_refits`` resamples (:mod:`disentkit.metrics.bootstrap`);
     ``details["bootstrap"]`` records the method of each metric and the refits. ``progress``:
-    True draws a tqdm bar on stderr, a callable is called with 1 after each resample.
+    True reports through :mod:`disentkit.progress` (a bar on a terminal, lines when piped, silent
+    unless logging shows INFO), False is silent, a callable is called with 1 after each resample.
     """
     names = resolve_metrics(metrics)
     backend = check_backend(backend)
@@ -155,7 +158,8 @@ def evaluate(
         "seed": seed,
     }
     flat, details = _run(
-        names, inputs.codes, inputs.factors, inputs.factor_names, common, keep=bool(bootstrap)
+        names, inputs.codes, inputs.factors, inputs.factor_names, common, keep=bool(bootstrap),
+        show=True,
     )
     details["skipped_factors"] = list(inputs.skipped)
     if bootstrap:
@@ -186,7 +190,7 @@ def _intervals(names, inputs, flat, details, common, n_train, resamples, refits,
     )
     args = (names, inputs.codes, inputs.factors, inputs.factor_names, flat, details)
     if progress is True:
-        with tqdm_progress(progress_total(names, resamples, refits)) as tick:
+        with progress_ticks(progress_total(names, resamples, refits)) as tick:
             return fast_intervals(*args, tick=tick, **kwargs)
     return fast_intervals(*args, tick=progress or None, **kwargs)
 

@@ -39,6 +39,7 @@ from disentkit.metrics._resample import (
     weighted_auc,
     weighted_mean,
 )
+from disentkit.progress import Progress, track
 
 
 #: DCI disentanglement/completeness refits when the caller does not say (each is a full DCI fit)
@@ -93,7 +94,7 @@ def bootstrap_intervals(
     """
     _check(num_resamples, level)
     values: dict[str, list[float]] = {}
-    for b in range(num_resamples):
+    for b in track(range(num_resamples), desc="bootstrap", unit="resamples"):
         idx = resample_rows(len(codes), n_train, resample_generator(seed, b))
         with warnings.catch_warnings():  # a resample may lose a rare class: expected, not news
             warnings.simplefilter("ignore")
@@ -109,15 +110,11 @@ def progress_total(names, num_resamples: int, refits: int) -> int:
 
 
 @contextmanager
-def tqdm_progress(total: int, desc: str = "bootstrap") -> Iterator[Callable[[int], None]]:
-    """A ``tick(n)`` callback drawing a tqdm bar on stderr (closed on exit)."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="step", leave=False)
-    try:
+def progress_ticks(total: int, desc: str = "bootstrap") -> Iterator[Callable[[int], None]]:
+    """A ``tick(n)`` callback on the one progress facility (:mod:`disentkit.progress`: a bar on
+    a terminal, a line with rate and ETA every ~10 s when piped), closed on exit."""
+    with Progress(total, desc, "steps") as bar:
         yield bar.update
-    finally:
-        bar.close()
 
 
 # ---------------------------------------------------------------------------- fast intervals

@@ -12,6 +12,7 @@ Every function returns a Figure; :func:`save_figure` writes it atomically as PNG
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -22,13 +23,12 @@ from disentkit.io import atomic_path
 CURVE_KEYS = (("loss", "loss"), ("reconstruction", "reconstruction"), ("kl", "KL"))
 
 
-def _plt():
-    import matplotlib
+def _figure(figsize):
+    """A ``matplotlib.figure.Figure`` outside pyplot: no backend switch, no global figure list,
+    so plotting here never disturbs the caller's matplotlib (inline plots in a notebook)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize)
 
 
 def _to_hwc(img: np.ndarray) -> np.ndarray:
@@ -57,7 +57,6 @@ def montage(rows: Sequence[np.ndarray], pad: int = 2) -> np.ndarray:
 
 def image_rows_figure(rows: Sequence[tuple[str, np.ndarray]], title: str):
     """Rows of images [m, C, H, W] in [0, 1], each labelled on its left."""
-    plt = _plt()
     if not rows:
         raise ValueError("image_rows_figure needs at least one row of images")
     grid = montage([imgs for _, imgs in rows])
@@ -65,7 +64,8 @@ def image_rows_figure(rows: Sequence[tuple[str, np.ndarray]], title: str):
     ncols = max(len(imgs) for _, imgs in rows)
     label_in = max(1.2, 0.075 * max(len(lbl) for lbl, _ in rows) + 0.3)  # room for the labels
     width, height = 0.75 * ncols + label_in + 0.1, 0.75 * len(rows) + 0.6
-    fig, ax = plt.subplots(figsize=(width, height))
+    fig = _figure((width, height))
+    ax = fig.subplots()
     ax.imshow(grid, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([2 + i * h + h / 2 for i in range(len(rows))], labels=[lbl for lbl, _ in rows],
@@ -106,7 +106,6 @@ def relation_figure(
 ):
     """Heat map of OMES's relation matrix M[d, k] (rows: active dimensions by their original
     index; columns: factors); a box marks each factor's associated dimension."""
-    plt = _plt()
     from matplotlib.patches import Rectangle
 
     m = np.asarray(relation, dtype=float)
@@ -114,7 +113,8 @@ def relation_figure(
         raise ValueError(
             f"relation matrix must be [{len(dims)} dims, {len(factor_names)} factors], found {m.shape}"
         )
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(factor_names), 1.0 + 0.42 * max(len(dims), 1)))
+    fig = _figure((1.0 + 0.75 * len(factor_names), 1.0 + 0.42 * max(len(dims), 1)))
+    ax = fig.subplots()
     im = ax.imshow(m, cmap="viridis", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(factor_names)), labels=list(factor_names), rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(dims)), labels=[f"z{d}" for d in dims], fontsize=8)
@@ -139,7 +139,6 @@ def curves_figure(series: Mapping[str, Sequence[Mapping]], title: str):
 
     ``series`` maps a label to the records of a ``log.jsonl``; keys a log lacks are skipped.
     """
-    plt = _plt()
     panels = [
         (key, label)
         for key, label in CURVE_KEYS
@@ -147,7 +146,8 @@ def curves_figure(series: Mapping[str, Sequence[Mapping]], title: str):
     ]
     if not panels:
         raise ValueError(f"no curve to draw: the logs have none of the keys {[k for k, _ in CURVE_KEYS]}")
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 2.8), squeeze=False)
+    fig = _figure((3.4 * len(panels), 2.8))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels):
         for name, recs in series.items():
             pts = [(r["step"], r[key]) for r in recs if key in r and "step" in r]
@@ -165,10 +165,11 @@ def curves_figure(series: Mapping[str, Sequence[Mapping]], title: str):
 
 
 def save_figure(fig, path: str | Path, dpi: int = 80) -> Path:
-    """Write ``fig`` as PNG atomically and close it."""
-    plt = _plt()
+    """Write ``fig`` as PNG atomically (a figure made by pyplot is closed too)."""
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
+    pyplot = sys.modules.get("matplotlib.pyplot")  # only when the caller already uses pyplot
+    if pyplot is not None:
+        pyplot.close(fig)
     return path

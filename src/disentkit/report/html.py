@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from disentkit.io import write_text
+from disentkit.progress import Progress
 from disentkit.report import figures as F
 from disentkit.report.collect import Result, collect_results
 from disentkit.report.findings import Finding, findings
@@ -123,12 +124,14 @@ def gather_figures(
 ) -> list[FigureRef]:
     """The figures of the first seed of every source and transfer; curves drawn now."""
     refs: list[FigureRef] = []
+    bar = Progress(len(sources) + len(groups), "report figures", "groups")
 
     def add(section, caption, path):
         if path is not None:
             refs.append(FigureRef(section, caption, path))
 
     for g in sources:
+        bar.update(1)
         if not g.trained:
             continue
         r = sorted(g.trained, key=lambda x: str(x.replicate()))[0]
@@ -139,6 +142,7 @@ def gather_figures(
         add(sec, "training curves", _curves({"training": _read_log(r.log_path())}, fig_dir, stem,
                                             f"training: {g.source}"))
     for g in groups:
+        bar.update(1)
         sec, stem = g.title, "transfer-" + _slug(g.title)
         b, a = _first(g.before), _first(g.after)
         for tag, r in (("before", b), ("after", a)):
@@ -150,6 +154,7 @@ def gather_figures(
         if a is not None:
             add(sec, "fine-tuning curves", _curves({"fine-tuning": _read_log(a.log_path())},
                                                    fig_dir, stem, f"fine-tuning: {g.title}"))
+    bar.close()
     return refs
 
 

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import logging
 import multiprocessing
 import os
 import signal
 import sys
 from typing import Callable
 
+from disentkit.progress import Progress
 from disentkit.sweep.execute import Dispatch, Runtime, execute_run, set_threads
 from disentkit.sweep.state import DONE, FAILED, RUNNING, TODO, record_error, run_state
 from disentkit.sweep.study import RunSpec, Study
+
+_log = logging.getLogger(__name__)
 
 BLOCKED = "blocked"
 
@@ -59,7 +63,7 @@ def run_local(
     runtime: Runtime | None = None,
     dispatch: Dispatch | None = None,
     retry_failed: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, str]:
     """Run every run of ``study`` that is not done; return the final state of each run by id.
 
@@ -67,6 +71,7 @@ def run_local(
     real entry points (tests); it must be a picklable top-level function.
     """
     runtime = runtime or Runtime()
+    log = log or _log.info
     threads = runtime.threads or threads_per_worker(workers)
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, found {workers}")
@@ -82,6 +87,7 @@ def run_local(
     waiting = list(todo)
     in_flight: dict[cf.Future, RunSpec] = {}
     pool = _new_pool(workers, threads)
+    bar = Progress(len(todo), f"sweep {study.name}", "runs")
     try:
         while waiting or in_flight:
             for r in list(waiting):
@@ -111,6 +117,7 @@ def run_local(
                     broken = True
                     states[r.id] = _record_crash(study, r)
                 log(_line(study, r, states[r.id]))
+                bar.update(1)
             if broken:
                 # a worker died hard (killed, out of memory): every run in flight is lost with it
                 for fut, r in list(in_flight.items()):
@@ -120,6 +127,7 @@ def run_local(
                 pool.shutdown(wait=True, cancel_futures=True)
                 pool = _new_pool(workers, threads)
     finally:
+        bar.close()
         pool.shutdown(wait=True, cancel_futures=True)
     counts = {s: sum(1 for v in states.values() if v == s) for s in (DONE, FAILED, BLOCKED, RUNNING, TODO)}
     log("sweep finished: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))

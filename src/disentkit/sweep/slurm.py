@@ -20,6 +20,7 @@ a cluster without accounting leaves it waiting forever on a job that died withou
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ from disentkit.sweep.execute import Dispatch, Runtime, execute_run
 from disentkit.sweep.local import BLOCKED, pending_runs
 from disentkit.sweep.state import DONE, FAILED, LOCK_FILE, RUNNING, record_error, run_state
 from disentkit.sweep.study import RunSpec, Study
+
+_log = logging.getLogger(__name__)
 
 #: submitit needs a job's time limit to leave room for its own bookkeeping; below 2 minutes
 #: its timeout handling (signal + requeue) does not fit
@@ -107,11 +110,12 @@ def run_slurm(
     runtime: Runtime | None = None,
     dispatch: Dispatch | None = None,
     retry_failed: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, str]:
     """Submit every run of ``study`` that is not done, wave by wave; return final states by id.
 
     Each run gets ``options.cpus_per_task`` threads (``runtime.threads`` is set to it)."""
+    log = log or _log.info
     runtime = dataclasses.replace(runtime or Runtime(), threads=options.cpus_per_task)
     folder = (study.out / ".submitit").resolve()
     out = str(study.out.resolve())

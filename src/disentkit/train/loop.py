@@ -24,7 +24,7 @@ from disentkit.methods.base import NonFiniteLossError
 from disentkit.train import checkpoint as ckpt
 from disentkit.train import prepare
 from disentkit.train.batches import batch_stream
-from disentkit.train.logging import Progress, RunLog
+from disentkit.train.logging import Progress, RunLog, TensorBoardLog
 
 
 def train(
@@ -49,6 +49,7 @@ def train(
     cfg.validate()
     run_dir = Path(out_dir)
     prepare.prepare_run_dir(run_dir, cfg, resume, overwrite)
+    tb = TensorBoardLog(run_dir) if cfg.run.logger == "tensorboard" else None  # fails early
     state = ckpt.load_checkpoint(run_dir) if resume and ckpt.checkpoint_path(run_dir).is_file() else None
 
     # --- where and how to compute
@@ -126,6 +127,8 @@ def train(
                           "kl": totals[2] / n, "beta": terms.beta,
                           "images_per_s": n * batch.num_images / max(now - last_time, 1e-9)}
                 log.write(record)
+                if tb is not None:
+                    tb.write(record)
                 totals[:], last_time, last_step = 0.0, now, step
             if step % cfg.run.checkpoint_every == 0 or step == cfg.run.steps:
                 save_checkpoint(step, data_rng_state)  # the data stream as of this step
@@ -134,6 +137,10 @@ def train(
     finally:
         stream.close()
         bar.close()
+        if tb is not None:
+            if step > 0 and step == cfg.run.steps:
+                tb.add_final_image(model, dataset, step, device)
+            tb.close()
     if state is None and cfg.run.steps == 0:  # a zero-step run leaves a loadable untrained model
         save_checkpoint(0, ckpt.numpy_rng_state(data_rng))
     return run_dir

@@ -20,7 +20,7 @@ from disentkit.methods.base import Batch
 
 #: run settings that may change when a run is resumed (the rest must match the saved config)
 RESUMABLE_CHANGES = ("run.steps", "run.log_every", "run.checkpoint_every", "run.threads",
-                     "run.device", "run.precision", "run.prefetch")
+                     "run.device", "run.precision", "run.prefetch", "run.logger")
 
 
 class RunExistsError(DisentkitError, FileExistsError):
