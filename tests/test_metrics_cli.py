@@ -48,7 +48,7 @@ def test_metrics_command_bootstrap_and_fast_backend(rep_folder, tmp_path, capsys
     code = main([
         "metrics", "--representations", str(rep_folder / "representations.npz"),
         "--classes", str(rep_folder / "classes.csv"), "--metrics", "dci,mig",
-        "--backend", "fast", "--jobs", "1", "--bootstrap", "3", "--json", str(out),
+        "--backend", "fast", "--threads", "1", "--bootstrap", "3", "--json", str(out),
     ])
     assert code == 0
     assert "95% interval" in capsys.readouterr().out

@@ -324,7 +324,7 @@ def test_aggregate_mean_std_and_bootstrap_interval(tmp_path):
                                  "gbt.mean_test_accuracy": 0.6, "gbt_pruned.mean_test_accuracy": 0.4}
             _write_result(run / "before", "before", seed, beta, metrics(v))
             _write_result(run / "after", "after", seed, beta, metrics(v + 0.1 * (seed + 1)))
-    assert main(["aggregate", str(tmp_path), "--n-boot", "500"]) == 0
+    assert main(["aggregate", str(tmp_path), "--bootstrap", "500"]) == 0
     import csv
 
     rows = list(csv.DictReader((tmp_path / "aggregate.csv").open()))
@@ -413,7 +413,7 @@ def test_quick_smoke_sweep_killed_midway_resumes_and_aggregates(tmp_path):
     assert all(st.run_state(f).state == st.DONE for f in folders)
     assert all((f / st.DONE_FILE).read_text() == text for f, text in finished.items())  # not redone
 
-    assert main(["aggregate", str(out), "--no-report", "--n-boot", "200"]) == 0
+    assert main(["aggregate", str(out), "--no-report", "--bootstrap", "200"]) == 0
     import csv
 
     rows = list(csv.DictReader((out / "aggregate.csv").open()))
@@ -501,4 +501,4 @@ def test_cli_run_rejects_bad_options(tmp_path, capsys):
     assert "at least 2 minutes" in capsys.readouterr().err
     assert main(["sweep", "run", study, *out, "--threads", "0"]) == 2
     assert not (tmp_path / "o").exists()  # nothing started
-    assert main(["aggregate", str(tmp_path), "--n-boot", "0"]) == 2
+    assert main(["aggregate", str(tmp_path), "--bootstrap", "0"]) == 2

@@ -1,34 +1,172 @@
-"""Small helpers shared by CLI commands: tables, thread settings, dataset options."""
+"""Helpers shared by CLI commands: one definition of each common option, tables, JSON results,
+logging set-up and the checks every command runs before any work (a missing dependency, dataset
+folder or a bad name fails in the first second, not after training).
+
+Option names mean the same on every command:
+
+* ``--root DIR``: the folder of ONE dataset's files (a real dataset, or an original file set);
+* ``--data-root DIR``: a folder holding SEVERAL datasets, one sub-folder per dataset name
+  (``run``, ``sweep run``);
+* ``--cache-dir DIR``: where decoded real datasets are cached (default ``$DISENTKIT_CACHE_DIR`` or
+  the user cache folder);
+* ``--device`` (default ``auto``), ``--threads``, ``--seed``, ``--bootstrap``, ``--json FILE``.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Iterable, Sequence
+import logging
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+log = logging.getLogger("disentkit.cli")
+
+#: most columns a table printed by the CLI may use
+MAX_COLUMNS = 100
 
 
-def format_table(rows: Sequence[dict], columns: Iterable[str] | None = None) -> str:
-    """Render dict rows as an aligned plain-text table."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default: ``(default: X)`` is appended unless the help already says
+    what the default is; flags (off unless given) and options without a value need no note."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or not action.option_strings or action.nargs == 0
+                or action.required or default in (None, argparse.SUPPRESS) or default == []):
+            return text
+        return text + " (default: %(default)s)"
+
+
+# ---------------------------------------------------------------------------- options
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch, NumPy and the metrics' classifiers "
+                             "(default: torch's own choice)")
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
+
+
+def add_seed_argument(parser: argparse.ArgumentParser, what: str = "random draws") -> None:
+    parser.add_argument("--seed", type=int, default=0, help=f"seed of the {what}")
+
+
+def add_json_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--json", default=None, metavar="FILE",
+                        help=f"also write {what} as JSON to FILE (default: no JSON file)")
+
+
+def add_cache_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", default=None,
+                        help="cache folder for decoded real datasets (default: "
+                             "$DISENTKIT_CACHE_DIR, else the user cache folder)")
+
+
+def add_dataset_root_arguments(parser: argparse.ArgumentParser, what: str = "the dataset") -> None:
+    """``--root`` (one dataset's folder) and ``--cache-dir``."""
+    parser.add_argument("--root", default=None,
+                        help=f"folder of {what}'s files: ONE dataset (needed for real datasets; "
+                             "default: none, generated data)")
+    add_cache_argument(parser)
+
+
+def add_data_root_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data-root``: a folder holding several datasets."""
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding SEVERAL real datasets, one sub-folder per dataset "
+                             "name (coil100/, rgbd-objects/ ...) (default: none, built-in data only)")
+    add_cache_argument(parser)
+
+
+def add_logging_arguments(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """``-q/--quiet`` and ``-v/--verbose`` (on sub-commands too, without overriding the top's)."""
+    default = 0 if top else argparse.SUPPRESS
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1,
+                       default=default, help="only warnings and errors: no progress, no notes")
+    group.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1,
+                       default=default, help="also debug messages (e.g. the resolved config)")
+
+
+# ---------------------------------------------------------------------------- logging
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (redirections, tests)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; sys.stderr wins
+        pass
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"{record.levelname.lower()}: {text}" if record.levelno >= logging.WARNING else text
+
+
+def configure_logging(verbosity: int = 0) -> None:
+    """Route the ``disentkit`` loggers to stderr: warnings only (-1), info (0) or debug (1)."""
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    logger = logging.getLogger("disentkit")
+    for h in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(h)
+    handler = _StderrHandler()
+    handler.setFormatter(_Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+# ---------------------------------------------------------------------------- output
+def format_table(rows: Sequence[dict], columns: Iterable[str] | None = None,
+                 max_width: int | None = None) -> str:
+    """Render dict rows as an aligned plain-text table; with ``max_width`` the last column wraps
+    onto continuation lines so no line is longer."""
     rows = list(rows)
     if not rows:
         return ""
     columns = list(columns or rows[0].keys())
     cells = [[str(r.get(c, "")) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
-    out = [line(columns), line(["-" * w for w in widths])]
-    out += [line(row) for row in cells]
+    indent = sum(widths[:-1]) + 2 * (len(columns) - 1)
+    if max_width is not None and indent + widths[-1] > max_width:
+        widths[-1] = max(max_width - indent, 10)
+
+    def lines(vals: list[str]) -> list[str]:
+        last = textwrap.wrap(vals[-1], widths[-1]) or [""]
+        head = "  ".join(v.ljust(w) for v, w in zip(vals[:-1], widths[:-1]))
+        out = [(head + "  " + last[0]).rstrip()]
+        out += [(" " * indent + part).rstrip() for part in last[1:]]
+        return out
+
+    out = lines(columns) + lines(["-" * w for w in widths])
+    for row in cells:
+        out += lines(row)
     return "\n".join(out)
 
 
-def add_threads_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="CPU threads for torch/numpy work (default: torch's own choice)",
-    )
+def write_json_result(path: str | None, obj: Any) -> None:
+    """Write a command's results to ``--json FILE`` (atomically) when asked."""
+    if not path:
+        return
+    from disentkit.io import write_json
+
+    write_json(path, obj)
+    log.info("wrote %s", path)
 
 
+# ---------------------------------------------------------------------------- set-up and checks
 def apply_threads(threads: int | None) -> None:
     """Set torch's intra-op threads when asked; explicit counts keep parallel workers fair."""
     if threads is None:
@@ -40,18 +178,44 @@ def apply_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-def add_dataset_root_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", default=None, help="folder holding the dataset's files")
-    parser.add_argument(
-        "--cache-dir", default=None, help="cache folder for real datasets (default: user cache)"
-    )
+def apply_cache_dir(args: argparse.Namespace) -> None:
+    """``--cache-dir`` for every dataset this process (and its workers) opens."""
+    from disentkit.data.cache import CACHE_ENV
+
+    if getattr(args, "cache_dir", None):
+        os.environ[CACHE_ENV] = str(Path(args.cache_dir).resolve())
 
 
 def dataset_kwargs(args: argparse.Namespace) -> dict:
-    """Keyword arguments for ``get_dataset`` from ``--root``/``--cache-dir`` (only those given)."""
-    kwargs = {}
-    if getattr(args, "root", None):
-        kwargs["root"] = args.root
-    if getattr(args, "cache_dir", None):
-        kwargs["cache_dir"] = args.cache_dir
-    return kwargs
+    """Keyword arguments for ``get_dataset`` from ``--root`` (``--cache-dir`` travels through
+    the environment, see :func:`apply_cache_dir`, so generated datasets accept it too)."""
+    return {"root": args.root} if getattr(args, "root", None) else {}
+
+
+def check_dataset(name: str | None, root: str | None = None, option: str = "--dataset") -> None:
+    """A registered dataset name and, when given, an existing ``--root``."""
+    from disentkit.data.registry import dataset_class
+
+    if name is not None:
+        dataset_class(name)  # UnknownNameError lists the valid names
+    check_folder(root, "--root")
+
+
+def check_folder(path: str | None, option: str) -> None:
+    if path and not Path(path).is_dir():
+        raise FileNotFoundError(f"{option} {path}: no such folder")
+
+
+def check_metrics(metrics: str | Sequence[str] | None, backend: str) -> None:
+    """Known metric names and an installed backend (LightGBM for ``fast``)."""
+    from disentkit.metrics import resolve_metrics
+    from disentkit.metrics._common import check_backend
+
+    resolve_metrics(metrics)
+    check_backend(backend)
+
+
+def check_device(device: str) -> None:
+    from disentkit.train.prepare import resolve_device
+
+    resolve_device(device)

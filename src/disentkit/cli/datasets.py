@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from disentkit.cli.common import add_dataset_root_arguments, dataset_kwargs, format_table
+from disentkit.cli.common import (
+    MAX_COLUMNS,
+    add_dataset_root_arguments,
+    add_json_argument,
+    add_seed_argument,
+    apply_cache_dir,
+    dataset_kwargs,
+    format_table,
+    write_json_result,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -12,19 +21,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub = p.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
 
     p_list = dsub.add_parser("list", help="one row per registered dataset")
+    add_json_argument(p_list, "every dataset's name, factors, image shape, kind and source")
     p_list.set_defaults(func=cmd_list)
 
     p_show = dsub.add_parser("show", help="PNG of random samples and one traversal per factor")
-    p_show.add_argument("name")
+    p_show.add_argument("name", help="dataset name (see `disentkit datasets list`)")
     p_show.add_argument("--out", required=True, help="PNG file to write")
-    p_show.add_argument("--seed", type=int, default=0)
+    add_seed_argument(p_show, "samples and traversal base")
     add_dataset_root_arguments(p_show)
     p_show.set_defaults(func=cmd_show)
 
     p_export = dsub.add_parser(
         "export", help="write a generated dataset in its original public file format"
     )
-    p_export.add_argument("name")
+    p_export.add_argument("name", help="dsprites or shapes3d")
     p_export.add_argument("--out", required=True, help="file to write (.npz for dSprites, .h5 for Shapes3D)")
     p_export.set_defaults(func=cmd_export)
 
@@ -34,7 +44,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     from disentkit.data.registry import available_datasets, dataset_class
 
     rows = [describe_class(dataset_class(name)) for name in available_datasets()]
-    print(format_table(rows, ["name", "factors", "image_shape", "kind", "source"]))
+    shown = [{**r, "image": r["image_shape"], "factors": r["factors"].replace(", ", " ")}
+             for r in rows]
+    print(format_table(shown, ["name", "image", "kind", "factors"], max_width=MAX_COLUMNS))
+    print("each dataset's source and licence: disentkit datasets list --json FILE")
+    write_json_result(args.json, rows)
     return 0
 
 
@@ -42,6 +56,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from disentkit.data.registry import get_dataset
     from disentkit.data.show import save_dataset_figure
 
+    apply_cache_dir(args)
     dataset = get_dataset(args.name, **dataset_kwargs(args))
     out = save_dataset_figure(dataset, args.out, seed=args.seed)
     print(f"wrote {out}")

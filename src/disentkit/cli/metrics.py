@@ -13,12 +13,26 @@ import argparse
 import time
 from pathlib import Path
 
-from disentkit.cli.common import add_dataset_root_arguments, dataset_kwargs, format_table
+from disentkit.cli.common import (
+    add_dataset_root_arguments,
+    add_device_argument,
+    add_json_argument,
+    add_seed_argument,
+    add_threads_argument,
+    apply_cache_dir,
+    apply_threads,
+    check_device,
+    check_folder,
+    check_metrics,
+    dataset_kwargs,
+    format_table,
+    write_json_result,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "metrics", help="score representations.npz + classes.csv with OMES, DCI, MIG, ..."
+        "metrics", help="score representations.npz + classes.csv (OMES, DCI, MIG, ...)"
     )
     p.add_argument("--representations", required=True, help="representations.npz")
     p.add_argument("--classes", required=True, help="classes.csv (factor names as header)")
@@ -29,25 +43,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma-separated: omes,dci,mig,sap,modularity,beta_vae,factor_vae,downstream "
         "(default: all)",
     )
-    p.add_argument("--train-fraction", type=float, default=2.0 / 3.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="reference", help="reference (scikit-learn) or fast")
-    p.add_argument("--bootstrap", type=int, default=0, help="resamples for 95%% intervals")
+    p.add_argument("--train-fraction", type=float, default=2.0 / 3.0,
+                   help="share of the rows the classifiers train on")
+    add_seed_argument(p, "pairs, splits and classifiers")
+    p.add_argument("--backend", default="reference",
+                   help="reference (scikit-learn) or fast (LightGBM/torch)")
+    p.add_argument("--bootstrap", type=int, default=0,
+                   help="row resamples for 95%% intervals (0: none; classifiers are fitted once "
+                        "and their predictions resampled)")
     p.add_argument(
         "--bootstrap-refits", type=int, default=5,
         help="DCI refits for its disentanglement/completeness intervals (other metrics resample "
-        "predictions of one fit; default 5)",
+        "predictions of one fit)",
     )
-    p.add_argument("--jobs", type=int, default=None, help="parallel fits (fast backend)")
-    p.add_argument("--json", default=None, help="write {metrics, details, meta} here")
+    add_threads_argument(p)
+    add_json_argument(p, "{metrics, details, meta}")
     p.set_defaults(func=cmd_metrics)
 
-    p = sub.add_parser("omes", help="OMES of a folder holding representations.npz + classes.csv")
-    p.add_argument("folder", help="folder in the reference layout")
+    p = sub.add_parser("omes", help="OMES of a folder in the reference layout, with its heat map")
+    p.add_argument("folder", help="folder holding representations.npz + classes.csv")
     p.add_argument("--key", default="mean", help="array of the npz to score (mean or sampled)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pairing", default="per_member", help="per_member (published) or once")
-    p.add_argument("--out", default=None, help="output folder (default: the input folder)")
+    add_seed_argument(p, "OMES pairs")
+    p.add_argument("--pairing", choices=["per_member", "once"], default="per_member",
+                   help="per_member (published) or once")
+    p.add_argument("--out", default=None,
+                   help="folder to write omes.json, the CSVs and relation.png into; never the "
+                        "input folder (default: a new folder ./FOLDER-omes)")
+    add_json_argument(p, "the scores, association and inactive dimensions")
     p.set_defaults(func=cmd_omes)
 
     p = sub.add_parser("encode", help="encode a dataset with a trained run (reference layout)")
@@ -55,9 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, help="dataset name (disentkit datasets list)")
     p.add_argument("--n", type=int, default=15008, help="samples to encode (paper: 15008)")
     p.add_argument("--out", required=True, help="folder for representations.npz + classes.csv")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="cpu")
+    add_seed_argument(p, "samples and the sampled codes")
+    p.add_argument("--batch-size", type=int, default=256, help="images encoded at once")
+    add_device_argument(p)
+    add_threads_argument(p)
     p.add_argument("--sampling", default="lines", choices=("lines", "uniform"),
                    help="rows drawn as lines differing in one factor (as run/transfer/sweep "
                         "evaluate) or uniformly; never repeating a combination (default: lines)")
@@ -81,10 +104,13 @@ def _meta(args, n: int, backend: str) -> dict:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from disentkit.io import write_json
     from disentkit.metrics import evaluate
     from disentkit.metrics.representations import load_representations
 
+    check_metrics(args.metrics, args.backend)  # before reading anything
+    if args.bootstrap < 0 or args.bootstrap == 1:
+        raise ValueError(f"--bootstrap must be 0 (off) or at least 2 resamples; found {args.bootstrap}")
+    apply_threads(args.threads)
     codes, factors, names = load_representations(args.representations, args.classes, args.key)
     start = time.perf_counter()
     flat, details = evaluate(
@@ -97,8 +123,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         train_fraction=args.train_fraction,
         bootstrap=args.bootstrap,
         bootstrap_refits=args.bootstrap_refits,
-        n_jobs=args.jobs,
-        progress=bool(args.bootstrap),
+        n_jobs=args.threads,
+        progress=True,  # disentkit.progress: a bar on a terminal, lines when piped, none with -q
     )
     rows = [{"metric": k, "value": f"{v:.4f}"} for k, v in flat.items() if ".ci_" not in k]
     for row in rows:
@@ -112,11 +138,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         print(f"95% intervals over {boot['resamples']} row resamples; classifiers fitted once and "
               "their predictions resampled"
               + (f"; DCI disentanglement/completeness from {refits} refits" if refits else ""))
-    if args.json:
-        meta = _meta(args, len(codes), args.backend)
-        meta["elapsed_s"] = round(time.perf_counter() - start, 3)
-        write_json(args.json, {"metrics": flat, "details": details, "meta": meta})
-        print(f"wrote {args.json}")
+    meta = _meta(args, len(codes), args.backend)
+    meta["elapsed_s"] = round(time.perf_counter() - start, 3)
+    write_json_result(args.json, {"metrics": flat, "details": details, "meta": meta})
     return 0
 
 
@@ -126,6 +150,7 @@ def cmd_omes(args: argparse.Namespace) -> int:
     from disentkit.metrics.representations import CLASSES, REPRESENTATIONS, load_representations
 
     folder = Path(args.folder)
+    dest = omes_out(folder, args.out)
     codes, factors, names = load_representations(
         folder / REPRESENTATIONS, folder / CLASSES, args.key
     )
@@ -137,20 +162,17 @@ def cmd_omes(args: argparse.Namespace) -> int:
     print("association:", ", ".join(f"{k}->{v}" for k, v in d["association"].items()))
     print("inactive dimensions:", d["inactive"] or "none")
 
-    dest = Path(args.out) if args.out else folder
     names_used = d["factor_names"]
-    write_json(
-        dest / "omes.json",
-        {
-            "scores": table,
-            "per_factor": {n: out[f"omes.factor.{n}"] for n in names_used},
-            "association": d["association"],
-            "inactive": d["inactive"],
-            "pairs": d["pairs"],
-            "pairs_available": d["pairs_available"],
-            "meta": {**_meta(args, len(codes), "numpy"), "pairing": args.pairing},
-        },
-    )
+    record = {
+        "scores": table,
+        "per_factor": {n: out[f"omes.factor.{n}"] for n in names_used},
+        "association": d["association"],
+        "inactive": d["inactive"],
+        "pairs": d["pairs"],
+        "pairs_available": d["pairs_available"],
+        "meta": {**_meta(args, len(codes), "numpy"), "pairing": args.pairing},
+    }
+    write_json(dest / "omes.json", record)
     write_text(
         dest / "association.csv",
         "factor,dimension\n"
@@ -169,7 +191,17 @@ def cmd_omes(args: argparse.Namespace) -> int:
         d["relation"], names_used, d["association"], d["inactive"], dest / "relation.png"
     )
     print(f"wrote omes.json, association.csv, inactive.csv, relation.csv, relation.png to {dest}")
+    write_json_result(args.json, record)
     return 0
+
+
+def omes_out(folder: Path, out: str | None) -> Path:
+    """Where ``omes`` writes: ``--out``, else a new folder ``./<input name>-omes``; the input
+    folder itself is refused (its files are the user's data, not ours to add to)."""
+    dest = Path(out) if out else Path.cwd() / f"{folder.resolve().name}-omes"
+    if dest.resolve() == folder.resolve():
+        raise ValueError(f"--out {dest} is the input folder; choose another folder for the outputs")
+    return dest
 
 
 def save_relation_heatmap(relation, factor_names, association, inactive, path) -> Path:
@@ -217,12 +249,19 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from disentkit.metrics.representations import save_representations
     from disentkit.train.checkpoint import load_run
 
+    from disentkit.train.prepare import resolve_device
+
     if args.n < 3:
         raise ValueError(f"--n must be >= 3; found {args.n}")
-    model, _config = load_run(args.run_dir, device=args.device)
+    check_folder(args.root, "--root")  # an unknown --dataset fails in get_dataset, before encoding
+    check_device(args.device)
+    apply_threads(args.threads)
+    apply_cache_dir(args)
+    device = resolve_device(args.device)
+    model, _config = load_run(args.run_dir, device=device)
     dataset = get_dataset(args.dataset, **dataset_kwargs(args))
     enc = encode(model, dataset, args.n, sampling=args.sampling, seed=args.seed,
-                 line_length=args.line_length, batch_size=args.batch_size, device=args.device)
+                 line_length=args.line_length, batch_size=args.batch_size, device=device)
     npz, csv_file = save_representations(args.out, enc.mean, enc.sampled, enc.factors,
                                          dataset.factor_names)
     r = enc.record

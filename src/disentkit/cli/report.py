@@ -4,30 +4,41 @@ from __future__ import annotations
 
 import argparse
 
+from disentkit.cli.common import add_json_argument, write_json_result
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
-        help="build report.html, report.md and results.csv from the results.json files under DIR",
+        help="rebuild report.html/.md and results.csv from the results on disk",
         description="Read every results.json under DIR (one `disentkit run` folder or a sweep of "
         "runs) and write the paper's tables, the figures and the verdicts on its findings.",
     )
     p.add_argument("dir", help="folder holding run results (searched recursively)")
     p.add_argument("--out", default=None, help="HTML file to write (default: DIR/report.html)")
+    add_json_argument(p, "the findings' verdicts and the files written")
     p.set_defaults(func=cmd_report)
+
+
+def findings_json(found) -> list[dict]:
+    """The findings as plain records (claim, verdict, evidence) for ``--json``."""
+    return [{"claim": f.claim, "verdict": f.verdict, "evidence": list(f.evidence)} for f in found]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from disentkit.report import build_report
-    from disentkit.report.html import summarise
-    from disentkit.report.findings import findings
     from disentkit.report.collect import collect_results
+    from disentkit.report.findings import findings
+    from disentkit.report.html import summarise
     from disentkit.report.tables import source_groups, transfer_groups
 
     rep = build_report(args.dir, args.out)
     results = collect_results(args.dir)
-    print(summarise(findings(transfer_groups(results), source_groups(results))))
+    found = findings(transfer_groups(results), source_groups(results))
+    print(summarise(found))
     print(f"report: {rep.html}")
     print(f"        {rep.markdown}")
     print(f"        {rep.csv}")
+    write_json_result(args.json, {"html": str(rep.html), "markdown": str(rep.markdown),
+                                  "csv": str(rep.csv), "findings": findings_json(found)})
     return 0

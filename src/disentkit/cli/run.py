@@ -25,14 +25,23 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import sys
+import logging
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from disentkit.cli.common import add_threads_argument, apply_threads
+from disentkit.cli.common import (
+    add_data_root_argument,
+    add_json_argument,
+    add_threads_argument,
+    apply_cache_dir,
+    apply_threads,
+    write_json_result,
+)
 from disentkit.evaluate import EvalSettings
+
+log = logging.getLogger("disentkit.cli")
 
 PRESETS = ("quick", "paper")
 
@@ -240,8 +249,10 @@ class JobClock:
 
 
 def run_job(preset: Preset, out: str | Path, *, data_root: str | None = None,
-            threads: int | None = None, stream=None) -> "Report":  # noqa: F821
-    """Run every stage of ``preset`` into ``out`` (skipping finished ones) and build the report."""
+            threads: int | None = None) -> "Report":  # noqa: F821
+    """Run every stage of ``preset`` into ``out`` (skipping finished ones) and build the report.
+
+    Stage headers, progress and notes are ``logging`` records (:mod:`disentkit.progress`)."""
     from disentkit.config import to_dict
     from disentkit.data.registry import get_dataset
     from disentkit.evaluate import evaluate_source, is_complete
@@ -251,13 +262,12 @@ def run_job(preset: Preset, out: str | Path, *, data_root: str | None = None,
     from disentkit.train.checkpoint import checkpoint_path, load_checkpoint
     from disentkit.transfer import StageProgress, TransferConfig, transfer
 
-    stream = stream or sys.stderr
     out = Path(out)
     t0 = time.perf_counter()
-    progress = StageProgress(stream=stream)
+    progress = StageProgress()  # stage headers (JobClock's) and steps: disentkit.progress
 
     def say(text: str) -> None:
-        print(text, file=stream, flush=True)
+        log.info("%s", text)
 
     if threads is not None:  # the metrics' classifiers share the thread budget too
         preset = dataclasses.replace(preset, eval=dataclasses.replace(preset.eval, n_jobs=threads))
@@ -307,22 +317,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="the main job: train a source, transfer it to the targets, write the report",
-        description=__doc__.split("\n\n")[1],
+        description=__doc__.split("\n\n")[1].replace("``", ""),
     )
     p.add_argument("--preset", default="quick",
-                   help="quick (default, <= 30 min on 2 CPU cores), paper (the paper's settings, "
+                   help="quick (<= 30 min on 2 CPU cores), paper (the paper's settings, "
                         "for a GPU) or a JSON file copied from one of them")
-    p.add_argument("--out", default="disentkit-run", help="output folder (default: ./disentkit-run)")
-    p.add_argument("--data-root", default=None,
-                   help="folder holding real datasets (coil-100/, rgbd-objects/...) to add as targets")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: the whole job in seconds")
+    p.add_argument("--out", default="disentkit-run", help="output folder")
+    add_data_root_argument(p)
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny sizes: the whole job in seconds (wins over the preset's sizes)")
     p.add_argument("--show-preset", action="store_true",
                    help="print the resolved preset as JSON (a file to copy and edit) and exit")
     add_threads_argument(p)
+    add_json_argument(p, "the source scores, the findings' verdicts and the report's files")
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from disentkit.cli.report import findings_json
     from disentkit.config import to_dict
     from disentkit.report.collect import collect_results
     from disentkit.report.findings import findings
@@ -336,15 +348,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(to_dict(preset), indent=2))
         return 0
     apply_threads(args.threads)
-    print(f"disentkit run: preset {preset.name}{' (smoke)' if args.smoke else ''} -> {args.out}",
-          file=sys.stderr)
+    apply_cache_dir(args)
+    log.info("disentkit run: preset %s%s -> %s", preset.name, " (smoke)" if args.smoke else "",
+             args.out)
     report = run_job(preset, args.out, data_root=args.data_root, threads=args.threads)
     results = collect_results(args.out)
+    scores = []
     for g in source_groups(results):
         for key in ("dci.disentanglement", "mig.score"):
             trained, floor = g.stat(key), g.stat(key, "floor")
             if trained and floor:
                 print(f"{g.source}: {key} {trained.text()} (untrained {floor.text()})")
-    print(summarise(findings(transfer_groups(results), source_groups(results))))
+                scores.append({"source": g.source, "metric": key, "trained": trained.text(),
+                               "untrained": floor.text()})
+    found = findings(transfer_groups(results), source_groups(results))
+    print(summarise(found))
     print(f"report: {report.html}")
+    write_json_result(args.json, {"out": str(args.out), "report": str(report.html),
+                                  "sources": scores, "findings": findings_json(found)})
     return 0

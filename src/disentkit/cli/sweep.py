@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import csv
 from collections import Counter
 from pathlib import Path
 
-from disentkit.cli.common import format_table
+from disentkit.cli.common import (
+    add_data_root_argument,
+    add_json_argument,
+    apply_cache_dir,
+    format_table,
+    write_json_result,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,38 +23,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     p_plan = ssub.add_parser("plan", help="list the study's runs with their state")
     _study_arguments(p_plan)
     p_plan.add_argument("--summary", action="store_true", help="print only the counts")
+    add_json_argument(p_plan, "every run's id, kind, name and state")
     p_plan.set_defaults(func=cmd_plan)
 
     p_run = ssub.add_parser("run", help="run what is not done (finished runs skip; failed ones retry)")
     _study_arguments(p_run)
-    p_run.add_argument("--executor", choices=("local", "slurm"), default="local")
-    p_run.add_argument("--workers", type=int, default=1, help="local: parallel runs (default 1)")
+    p_run.add_argument("--executor", choices=("local", "slurm"), default="local",
+                       help="where runs execute")
+    p_run.add_argument("--workers", type=int, default=1, help="local: parallel runs")
     p_run.add_argument(
         "--threads", type=int, default=None,
         help="CPU threads per run (default: local cores // workers; slurm: --slurm-cpus-per-task)",
     )
-    p_run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p_run.add_argument(
-        "--data-root", default=None,
-        help="folder holding the real datasets (itself or one sub-folder per dataset name)",
-    )
+    p_run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                       help="auto (CUDA when available, else CPU), cpu or cuda")
+    add_data_root_argument(p_run)
     p_run.add_argument("--no-retry-failed", action="store_true", help="leave failed runs failed")
-    p_run.add_argument("--slurm-partition", default=None)
-    p_run.add_argument("--slurm-gpus-per-task", type=int, default=None)
-    p_run.add_argument("--slurm-cpus-per-task", type=int, default=1)
-    p_run.add_argument("--slurm-time", default="24:00:00", help="per run: minutes, H:MM:SS or D-HH:MM:SS (>= 2 min)")
-    p_run.add_argument("--slurm-mem", default=None, help="per run, e.g. 16G")
-    p_run.add_argument("--max-parallel", type=int, default=32, help="slurm: array elements running at once")
+    p_run.add_argument("--slurm-partition", default=None,
+                       help="Slurm partition (default: the cluster's default)")
+    p_run.add_argument("--slurm-gpus-per-task", type=int, default=None,
+                       help="GPUs per run (default: none)")
+    p_run.add_argument("--slurm-cpus-per-task", type=int, default=1, help="CPUs per run")
+    p_run.add_argument("--slurm-time", default="24:00:00",
+                       help="time limit per run: minutes, H:MM:SS or D-HH:MM:SS (>= 2 min)")
+    p_run.add_argument("--slurm-mem", default=None,
+                       help="memory per run, e.g. 16G (default: the cluster's default)")
+    p_run.add_argument("--max-parallel", type=int, default=32,
+                       help="slurm: array elements running at once")
+    add_json_argument(p_run, "every run's final state")
     p_run.set_defaults(func=cmd_run)
 
     p_agg = sub.add_parser(
-        "aggregate", help="one table over a sweep's runs: mean ± std over seeds, 95%% bootstrap interval"
+        "aggregate", help="one table over a sweep: mean ± std over seeds, 95%% interval"
     )
     p_agg.add_argument("dir", help="a sweep's output folder (or any folder of run folders)")
     p_agg.add_argument("--out", default=None, help="CSV to write (default: DIR/aggregate.csv)")
-    p_agg.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p_agg.add_argument("--bootstrap", type=int, default=2000,
+                       help="bootstrap resamples of the 95%% interval over seeds")
     p_agg.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p_agg.add_argument("--no-report", action="store_true", help="skip report.html (tables only)")
+    add_json_argument(p_agg, "the aggregate table's rows")
     p_agg.set_defaults(func=cmd_aggregate)
 
 
@@ -82,6 +97,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         )
     if not args.summary:
         print(format_table(rows))
+    write_json_result(args.json, rows)
     kinds = Counter(r.kind for r in study.runs)
     states = Counter(row["state"] for row in rows)
     print(
@@ -101,6 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     retry = not args.no_retry_failed
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, found {args.threads}")
+    apply_cache_dir(args)  # the workers inherit the environment
     data_root = str(Path(args.data_root).resolve()) if args.data_root else None
     runtime = Runtime(threads=args.threads, device=args.device, data_root=data_root)
     if args.executor == "local":
@@ -124,15 +141,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{len(not_done)} run(s) not done: see `disentkit sweep plan {args.study}"
               f"{' --smoke' if args.smoke else ''} --out {study.out}`; re-run this command to retry")
     print(f"tables: disentkit aggregate {study.out}")
+    write_json_result(args.json, {"out": str(study.out), "states": states})
     return 1 if not_done else 0
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from disentkit.sweep.aggregate import aggregate
 
-    if args.n_boot < 1:
-        raise ValueError(f"--n-boot must be >= 1, found {args.n_boot}")
-    paths = aggregate(args.dir, out=args.out, n_boot=args.n_boot, seed=args.seed, report=not args.no_report)
+    if args.bootstrap < 1:
+        raise ValueError(f"--bootstrap must be >= 1, found {args.bootstrap}")
+    paths = aggregate(args.dir, out=args.out, n_boot=args.bootstrap, seed=args.seed,
+                      report=not args.no_report)
     for p in paths:
         print(f"wrote {p}")
+    if args.json:
+        csv_file = next((Path(p) for p in paths if str(p).endswith(".csv")), None)
+        rows = list(csv.DictReader(csv_file.open(encoding="utf-8"))) if csv_file else []
+        write_json_result(args.json, {"files": [str(p) for p in paths], "rows": rows})
     return 0

@@ -1,20 +1,34 @@
 """``disentkit train``: train a source model into a run folder (issue 4, docs/architecture.md, "Contracts").
 
 The config is resolved in layers, each overriding the one before: defaults (or, with
-``--resume``, the run's saved config) → ``--config FILE.json`` → ``--smoke`` → explicit flags →
-``--set section.key=value``. The resolved config is printed and saved as ``config.json``.
+``--resume``, the run's saved config) → ``--config FILE.json`` → explicit flags →
+``--set section.key=value`` → ``--smoke``. ``--smoke`` comes last on purpose: a smoke run is a
+seconds-long check, so its sizes win over ``--steps``/``--batch-size``/... and one line says which
+explicit values it replaced. The resolved config is saved as ``config.json`` (printed with -v).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
-from disentkit.cli.common import add_threads_argument
+from disentkit.cli.common import (
+    add_cache_argument,
+    add_json_argument,
+    add_threads_argument,
+    apply_cache_dir,
+    check_dataset,
+    check_device,
+    check_folder,
+    write_json_result,
+)
 
-#: seconds-long settings for ``--smoke`` (docs/architecture.md, principle 12)
-SMOKE = ["run.steps=6", "optim.batch_size=4", "run.log_every=2", "run.checkpoint_every=3"]
+log = logging.getLogger("disentkit.cli")
+
+#: seconds-long settings for ``--smoke`` (docs/architecture.md, principle 12); they win over flags
+SMOKE = {"run.steps": 6, "optim.batch_size": 4, "run.log_every": 2, "run.checkpoint_every": 3}
 
 #: flag -> config path; flags left unset do not override lower layers
 FLAGS = {
@@ -23,40 +37,80 @@ FLAGS = {
     "method": "method.name", "beta": "method.beta", "warmup_steps": "method.warmup_steps",
     "lr": "optim.lr", "batch_size": "optim.batch_size", "trainable": "optim.trainable",
     "steps": "run.steps", "seed": "run.seed", "device": "run.device",
-    "precision": "run.precision", "threads": "run.threads",
+    "precision": "run.precision", "threads": "run.threads", "logger": "run.logger",
     "log_every": "run.log_every", "checkpoint_every": "run.checkpoint_every",
 }
 
+HELP = {
+    "dataset": "dataset name (see `disentkit datasets list`)",
+    "root": "folder of ONE dataset's files (real datasets, original files)",
+    "k": "factors changed per weak-supervision pair",
+    "arch": "network: locatello | paper",
+    "latent_dim": "latent dimensions",
+    "init_from": "run folder whose weights initialise the model",
+    "method": "beta-vae | ada-gvae | ada-ml-vae | gvae-labels",
+    "beta": "weight β of the KL term",
+    "warmup_steps": "linear β warm-up length in steps",
+    "lr": "Adam learning rate",
+    "batch_size": "images, or pairs for the pair methods",
+    "trainable": "which weights train",
+    "steps": "training steps (--smoke wins over it)",
+    "seed": "run seed (weights, data stream, noise)",
+    "device": "auto (CUDA when available) | cpu | cuda | cuda:N",
+    "precision": "arithmetic: auto picks bf16 only where it pays",
+    "logger": "jsonl: log.jsonl; tensorboard: also TensorBoard events in RUN/tensorboard "
+              "(pip install 'disentkit[tensorboard]')",
+    "log_every": "steps between log.jsonl records",
+    "checkpoint_every": "steps between checkpoints",
+}
+CHOICES = {"trainable": ["all", "encoder", "decoder"], "precision": ["auto", "fp32", "bf16"],
+           "logger": ["jsonl", "tensorboard"]}
+TYPES = {"k": int, "latent_dim": int, "beta": float, "warmup_steps": int, "lr": float,
+         "batch_size": int, "steps": int, "seed": int, "threads": int, "log_every": int,
+         "checkpoint_every": int}
+
+
+DESCRIPTION = """\
+Train a source model into a run folder (config.json, checkpoint/, log.jsonl).
+
+The config is resolved in layers, each overriding the one before: the defaults shown below (or,
+with --resume, the run's saved config), --config FILE.json, explicit flags, --set
+section.key=value, and last --smoke: a smoke run is a seconds-long check, so its sizes win over
+--steps/--batch-size/--log-every/--checkpoint-every and one line says which values it replaced.
+The resolved config is saved as config.json (and printed with -v)."""
+
+
+def _default(path: str):
+    from disentkit.config import TrainConfig, to_dict
+
+    section, key = path.split(".")
+    return to_dict(TrainConfig())[section][key]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a (weakly-supervised) VAE into a run folder")
+    p = sub.add_parser("train", help="train a (weakly-supervised) VAE into a run folder",
+                       description=DESCRIPTION)
     p.add_argument("--out", required=True, help="run folder to write (config.json, checkpoint/, log.jsonl)")
-    p.add_argument("--dataset", help="dataset name (see `disentkit datasets list`)")
-    p.add_argument("--root", help="folder of a real dataset's files")
-    p.add_argument("--k", type=int, help="factors changed per pair (default 1)")
-    p.add_argument("--method", help="beta-vae | ada-gvae | ada-ml-vae | gvae-labels")
-    p.add_argument("--arch", help="network: locatello | paper")
-    p.add_argument("--latent-dim", type=int)
-    p.add_argument("--init-from", help="run folder whose weights initialise the model")
-    p.add_argument("--beta", type=float)
-    p.add_argument("--warmup-steps", type=int, help="linear β warm-up length")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int, help="images, or pairs for pair methods")
-    p.add_argument("--grad-clip", help="global gradient-norm clip, or 'none'")
-    p.add_argument("--trainable", choices=["all", "encoder", "decoder"])
-    p.add_argument("--steps", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--log-every", type=int)
-    p.add_argument("--checkpoint-every", type=int)
-    add_threads_argument(p)
-    p.add_argument("--config", help="JSON file with a full or partial training config")
+    for flag, path in FLAGS.items():
+        if flag == "threads":
+            add_threads_argument(p)
+            continue
+        default = _default(path)
+        shown = "none" if default is None else default
+        p.add_argument(f"--{flag.replace('_', '-')}", type=TYPES.get(flag), choices=CHOICES.get(flag),
+                       help=f"{HELP[flag]} (default: {shown})")
+    p.add_argument("--grad-clip", help="global gradient-norm clip, or 'none' (default: 1.0)")
+    add_cache_argument(p)
+    p.add_argument("--config", help="JSON file with a full or partial training config "
+                                    "(default: none, the built-in defaults)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config field, e.g. --set optim.lr=5e-4 (repeatable)")
-    p.add_argument("--smoke", action="store_true", help="a seconds-long run (tiny steps and batch)")
+    p.add_argument("--smoke", action="store_true",
+                   help="a seconds-long run: its sizes (" + ", ".join(f"{k}={v}" for k, v in SMOKE.items())
+                        + ") win over --steps, --batch-size, --log-every, --checkpoint-every and --set")
     p.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    add_json_argument(p, "the run folder and its last logged losses")
     p.set_defaults(func=cmd_train)
 
 
@@ -74,15 +128,41 @@ def resolve_config(args: argparse.Namespace):
                 raise ValueError(f"{args.config}: expected sections {sorted(data)}, found {section!r}")
             data[section].update(values)
         cfg = from_dict(TrainConfig, data)
-    overrides = list(SMOKE) if args.smoke else []
+    overrides, explicit = [], {}
     for flag, path in FLAGS.items():
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{path}={json.dumps(value)}")
+            explicit[path] = f"--{flag.replace('_', '-')} {value}"
     if args.grad_clip is not None:
         clip = "null" if args.grad_clip.lower() == "none" else args.grad_clip
         overrides.append(f"optim.grad_clip={clip}")
-    return apply_overrides(cfg, overrides + list(args.set)).validate()
+    for item in args.set:
+        explicit[item.split("=", 1)[0].strip()] = f"--set {item}"
+    overrides += list(args.set)
+    if args.smoke:
+        replaced = [explicit[path] for path in SMOKE if path in explicit]
+        if replaced:
+            log.warning("--smoke wins over %s (uses %s); drop --smoke for a full-size run",
+                        ", ".join(replaced), ", ".join(f"{k}={v}" for k, v in SMOKE.items()))
+        overrides += [f"{k}={v}" for k, v in SMOKE.items()]
+    return apply_overrides(cfg, overrides).validate()
+
+
+def preflight(cfg) -> None:
+    """Everything that can be checked before training: names, folders, device, optional extras."""
+    from disentkit.methods import method_class
+    from disentkit.models import model_class
+
+    check_dataset(cfg.data.dataset, cfg.data.root)
+    method_class(cfg.method.name)
+    model_class(cfg.model.arch)
+    check_folder(cfg.model.init_from, "--init-from")
+    check_device(cfg.run.device)
+    if cfg.run.logger == "tensorboard":
+        from disentkit.train.logging import require_tensorboard
+
+        require_tensorboard()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -90,10 +170,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from disentkit.train import train
     from disentkit.train.logging import read_log
 
+    apply_cache_dir(args)
     cfg = resolve_config(args)
-    print(json.dumps(to_dict(cfg), indent=2))
+    preflight(cfg)
+    log.debug("resolved config (saved as config.json):\n%s", json.dumps(to_dict(cfg), indent=2))
     run_dir = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
     records = [r for r in read_log(run_dir) if "loss" in r]
     last = f"; last logged loss {records[-1]['loss']:.2f} at step {records[-1]['step']}" if records else ""
     print(f"run folder: {run_dir}{last}")
+    write_json_result(args.json, {"run_dir": str(run_dir), "steps": cfg.run.steps,
+                                  "last": records[-1] if records else None})
     return 0

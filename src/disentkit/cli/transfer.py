@@ -8,45 +8,72 @@ restores the reference behaviour when old numbers must be reproduced.
 from __future__ import annotations
 
 import argparse
+import logging
 
-from disentkit.cli.common import add_threads_argument, apply_threads
+from disentkit.cli.common import (
+    add_dataset_root_arguments,
+    add_device_argument,
+    add_json_argument,
+    add_threads_argument,
+    apply_cache_dir,
+    apply_threads,
+    check_dataset,
+    check_device,
+    check_metrics,
+    format_table,
+    write_json_result,
+)
 
-#: seconds-long settings for ``--smoke``
-SMOKE = {"steps": 4, "batch_size": 8, "n": 240, "log_every": 2}
+log = logging.getLogger("disentkit.cli")
+
+#: seconds-long settings for ``--smoke``; they win over the explicit options (one line says so)
+SMOKE = {"finetune_steps": 4, "batch_size": 8, "n": 240, "log_every": 2}
+#: defaults of the options --smoke replaces (an explicit different value is reported)
+DEFAULTS = {"finetune_steps": 50000, "batch_size": 64, "n": 15008}
+KEYS = ["gbt.mean_test_accuracy", "gbt_pruned.mean_test_accuracy", "omes.score",
+        "dci.disentanglement", "mig.score"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "transfer",
-        help="evaluate a source run on a target zero-shot, fine-tune it there, evaluate again",
-        description=__doc__.split("\n\n")[0],
+        help="zero-shot evaluation, fine-tuning and evaluation again on a target",
+        description=__doc__.split("\n\n")[0].replace("``", ""),
     )
     p.add_argument("--source", required=True, help="source run folder (from `disentkit train`)")
     p.add_argument("--target", required=True, help="target dataset name (`disentkit datasets list`)")
-    p.add_argument("--root", default=None, help="folder of the target's files (real datasets)")
+    add_dataset_root_arguments(p, "the target")
     p.add_argument("--out", required=True, help="transfer folder to write")
     p.add_argument("--finetune", choices=["all", "encoder", "decoder", "none"], default="all",
                    help="which weights fine-tuning trains (paper: all); none = zero-shot only")
-    p.add_argument("--finetune-steps", type=int, default=50000, help="paper: 50,000")
+    p.add_argument("--finetune-steps", type=int, default=DEFAULTS["finetune_steps"],
+                   help="fine-tuning steps (paper: 50,000; --smoke wins over it)")
     p.add_argument("--beta", type=float, default=1.0, help="β of the fine-tuning β-VAE objective")
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (fresh optimiser)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
+                   help="fine-tuning batch (--smoke wins over it)")
     p.add_argument("--seed", type=int, default=0, help="fine-tuning seed")
     p.add_argument("--heldout-fraction", type=float, default=0.25,
                    help="share of the target's factor combinations kept for evaluation only")
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--n", type=int, default=15008, help="evaluation samples (paper: 15,008)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the held-out split")
+    p.add_argument("--n", type=int, default=DEFAULTS["n"],
+                   help="evaluation samples (paper: 15,008; --smoke wins over it)")
     p.add_argument("--backend", choices=["reference", "fast"], default="fast",
                    help="metric backend (scikit-learn reference or LightGBM fast)")
-    p.add_argument("--metrics", default=None, help="comma-separated metric families (default: all)")
-    p.add_argument("--eval-seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated metric families (default: all)")
+    p.add_argument("--eval-seed", type=int, default=0, help="seed of the evaluation samples")
+    add_device_argument(p)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="fine-tuning arithmetic")
     p.add_argument("--compat", action="store_true",
                    help="reproduce the reference code: β = 1, seed 0, the source's optimiser state "
                         "and step, evaluation on the fine-tuning images (flagged in the report)")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: seconds")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny sizes, seconds: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items())
+                        + " (win over --finetune-steps, --batch-size, --n)")
     add_threads_argument(p)
+    add_json_argument(p, "the metrics before and after fine-tuning")
     p.set_defaults(func=cmd_transfer)
 
 
@@ -57,7 +84,12 @@ def config_from_args(args: argparse.Namespace):
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else None
     steps, batch, n, log_every = args.finetune_steps, args.batch_size, args.n, 100
     if args.smoke:
-        steps, batch, n, log_every = SMOKE["steps"], SMOKE["batch_size"], SMOKE["n"], SMOKE["log_every"]
+        flags = {"finetune_steps": steps, "batch_size": batch, "n": n}
+        replaced = [f"--{k.replace('_', '-')} {v}" for k, v in flags.items() if v != DEFAULTS[k]]
+        if replaced:
+            log.warning("--smoke wins over %s (uses %s); drop --smoke for a full-size transfer",
+                        ", ".join(replaced), ", ".join(f"{k}={v}" for k, v in SMOKE.items()))
+        steps, batch, n, log_every = SMOKE["finetune_steps"], SMOKE["batch_size"], SMOKE["n"], SMOKE["log_every"]
     return TransferConfig(
         source=args.source, target=args.target, finetune=args.finetune, steps=steps,
         beta=args.beta, lr=args.lr, batch_size=batch, seed=args.seed, compat=args.compat,
@@ -67,19 +99,28 @@ def config_from_args(args: argparse.Namespace):
     ).validate()
 
 
+def preflight(args: argparse.Namespace) -> None:
+    """Names, folders, device and the metric backend, before the source is even loaded."""
+    from disentkit.transfer import load_source
+
+    check_dataset(args.target, args.root, "--target")
+    check_metrics(args.metrics, args.backend)
+    check_device(args.device)
+    load_source(args.source)  # a bad source folder fails here, naming what is missing
+
+
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from disentkit.cli.common import format_table
     from disentkit.transfer import transfer
 
     apply_threads(args.threads)
+    apply_cache_dir(args)
     cfg = config_from_args(args)
+    preflight(args)
     res = transfer(cfg, args.out)
-    keys = ["gbt.mean_test_accuracy", "gbt_pruned.mean_test_accuracy", "omes.score",
-            "dci.disentanglement", "mig.score"]
     rows = []
-    for key in keys:
-        before = res["before"]["metrics"].get(key)
-        after = (res["after"] or {}).get("metrics", {}).get(key)
+    before_all, after_all = res["before"]["metrics"], (res["after"] or {}).get("metrics", {})
+    for key in KEYS:
+        before, after = before_all.get(key), after_all.get(key)
         if before is None:
             continue
         row = {"metric": key, "before": f"{before:.3f}"}
@@ -88,4 +129,6 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         rows.append(row)
     print(format_table(rows, ["metric", "before", "after", "delta"]))
     print(f"transfer folder: {args.out}  (disentkit report {args.out} builds its report)")
+    write_json_result(args.json, {"folder": str(args.out), "before": before_all,
+                                  "after": after_all or None})
     return 0

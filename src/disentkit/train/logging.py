@@ -96,18 +96,23 @@ class MissingExtraError(DisentkitError, ImportError):
     """An optional dependency is missing; the message names the extra that installs it."""
 
 
-def tensorboard_writer(run_dir: str | Path):
-    """A ``torch.utils.tensorboard.SummaryWriter`` on ``run_dir/tensorboard`` (lazy import:
-    TensorBoard is the optional extra ``disentkit[tensorboard]``)."""
+def require_tensorboard():
+    """``torch.utils.tensorboard.SummaryWriter``, imported lazily: TensorBoard is the optional
+    extra ``disentkit[tensorboard]``; a missing package raises :class:`MissingExtraError`."""
     try:
         import tensorboard  # noqa: F401  (SummaryWriter needs it; fail with the extra's name)
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:
         raise MissingExtraError(
-            "run.logger = 'tensorboard' needs the tensorboard package: "
+            "run.logger = 'tensorboard' (--logger tensorboard) needs the tensorboard package: "
             "pip install 'disentkit[tensorboard]'"
         ) from exc
-    return SummaryWriter(log_dir=str(Path(run_dir) / TENSORBOARD_DIR))
+    return SummaryWriter
+
+
+def tensorboard_writer(run_dir: str | Path):
+    """A ``SummaryWriter`` on ``run_dir/tensorboard``."""
+    return require_tensorboard()(log_dir=str(Path(run_dir) / TENSORBOARD_DIR))
 
 
 class TensorBoardLog:
