@@ -104,7 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="JSON file with a full or partial training config "
                                     "(default: none, the built-in defaults)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override any config field, e.g. --set optim.lr=5e-4 (repeatable)")
+                   help="override any config field, e.g. --set optim.lr=5e-4 (repeatable; default: none)")
     p.add_argument("--smoke", action="store_true",
                    help="a seconds-long run: its sizes (" + ", ".join(f"{k}={v}" for k, v in SMOKE.items())
                         + ") win over --steps, --batch-size, --log-every, --checkpoint-every and --set")
