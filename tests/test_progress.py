@@ -105,6 +105,15 @@ def test_interval_from_the_environment(monkeypatch):
     assert format_seconds(61) == "1:01" and format_seconds(3725) == "1:02:05"
 
 
+def test_slow_rates_read_as_seconds_per_unit():
+    bar = Progress(10, "s", "batches", mode="off")
+    bar.n, bar._t0 = 2, bar._t0 - 30.0  # 2 batches in 30 s
+    assert "15 s/batch" in bar.line() and "ETA 2:00" in bar.line()
+    bar = Progress(10, "f", "runs", mode="off")
+    bar.n, bar._t0 = 5, bar._t0 - 1.0
+    assert "5 runs/s" in bar.line()
+
+
 def test_bootstrap_and_metric_suite_report_progress(lines):
     from disentkit.metrics import evaluate
 
@@ -153,3 +162,11 @@ def test_train_piped_shows_progress_before_it_ends(tmp_path):
     assert proc.returncode == 0, rest_err
     assert seen_alive is True, "no progress line arrived before the process ended"
     assert "run folder" in out and '"optim"' not in out  # the config only with -v
+
+
+def test_forced_lines_show_without_logging_configured(caplog, capsys, monkeypatch):
+    monkeypatch.setenv(progress.SECONDS_ENV, "0")
+    caplog.set_level(logging.WARNING, logger="disentkit")  # as in a script without logging set up
+    with Progress(2, "forced", "it", mode="lines") as bar:
+        bar.update(2)
+    assert "forced: 2/2 it (100%)" in capsys.readouterr().err

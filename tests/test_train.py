@@ -227,10 +227,10 @@ def test_cli_smoke_resume_and_errors(tmp_path, capsys, squares_registered):
     args = ["train", "--dataset", "squares", "--method", "gvae-labels", "--arch", "locatello",
             "--latent-dim", "5", "--beta", "2", "--seed", "3", "--out", str(out), "--smoke",
             "--device", "cpu", "--threads", "1", "--set", "optim.lr=5e-4"]
-    assert main(args) == 0
-    printed = capsys.readouterr().out
+    assert main([*args, "-v"]) == 0
+    err = capsys.readouterr().err  # -v prints the resolved config (a debug record)
     saved = json.loads((out / "config.json").read_text())
-    assert json.loads(printed[: printed.rindex("}") + 1]) == saved
+    assert json.JSONDecoder().raw_decode(err[err.index("{"):])[0] == saved
     assert saved["method"] == {"name": "gvae-labels", "beta": 2.0, "warmup_steps": 0, "options": {}}
     assert saved["optim"]["lr"] == 5e-4 and saved["run"]["seed"] == 3 and saved["model"]["latent_dim"] == 5
     steps = saved["run"]["steps"]

@@ -9,7 +9,9 @@ long stage looks the same and none is silent:
   ``DISENTKIT_PROGRESS_SECONDS`` seconds (default 10; 0 = every update) and at the end, e.g.
   ``train: 1200/3000 steps (40%), 12.3 steps/s, 1:03 elapsed, ETA 2:26``;
 * the ``disentkit`` logger does not pass INFO (``disentkit -q``, or a library user who has not
-  configured logging) → nothing.
+  configured logging) → nothing, unless the caller forces a mode (``mode="lines"``/``"bar"``,
+  e.g. ``train(..., progress=True)``). Library users see progress with
+  ``logging.basicConfig(level=logging.INFO)``.
 
 Plain lines and stage headers are ``logging`` records (logger ``disentkit.progress``, level INFO):
 library code logs, the CLI decides where the records go.
@@ -84,6 +86,7 @@ class Progress:
         self.total, self.desc, self.unit = total, desc, unit
         self.n = self._start = int(initial)
         self.mode = resolve_mode(mode)
+        self.forced = mode != "auto"  # asked for explicitly: shown even if logging is not set up
         self.seconds = line_interval() if seconds is None else float(seconds)
         self.every_n = every_n
         self.postfix: dict = {}
@@ -141,7 +144,10 @@ class Progress:
         return text
 
     def _emit(self, now: float) -> None:
-        log.info("%s", self.line(now))
+        if log.isEnabledFor(logging.INFO) or not self.forced:
+            log.info("%s", self.line(now))
+        else:  # e.g. train(progress=True) in a script that never configured logging
+            print(self.line(now), file=sys.stderr, flush=True)
         self._last, self._last_n = now, self.n
 
     def close(self) -> None:
@@ -171,7 +177,14 @@ def track(iterable: Iterable[T], total: int | None = None, desc: str = "", unit:
 def _rate(rate: float, unit: str) -> str:
     if rate >= 1.0 or rate == 0.0:
         return f"{rate:.3g} {unit}/s"
-    return f"{1.0 / rate:.3g} s/{unit}"
+    return f"{1.0 / rate:.3g} s/{_singular(unit)}"
+
+
+def _singular(unit: str) -> str:
+    """``runs`` → ``run``, ``batches`` → ``batch`` (for ``s/run``; rates read per one unit)."""
+    if unit.endswith(("ches", "shes", "sses")):
+        return unit[:-2]
+    return unit[:-1] if unit.endswith("s") and len(unit) > 1 else unit
 
 
 def _fmt(value) -> str:

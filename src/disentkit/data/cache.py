@@ -70,10 +70,11 @@ def cache_name(prefix: str, root: str | os.PathLike | None) -> str:
 
 
 def fill_from_files(out: np.ndarray, paths: list, decode: Callable, desc: str) -> None:
-    """``out[i] = decode(paths[i])`` with a progress bar for long builds (stderr)."""
-    from tqdm.auto import tqdm
+    """``out[i] = decode(paths[i])``, with progress (:mod:`disentkit.progress`) for long builds."""
+    from disentkit.progress import track
 
-    for i, path in enumerate(tqdm(paths, desc=desc, disable=len(paths) < 2000, leave=False)):
+    mode = "auto" if len(paths) >= 2000 else "off"
+    for i, path in enumerate(track(paths, desc=desc, unit="images", mode=mode)):
         out[i] = decode(path)
 
 

@@ -255,7 +255,8 @@ class Shapes3D(FactorDataset):
         grid); ``None`` writes all 480,000 images.
         """
         import h5py
-        from tqdm import tqdm
+
+        from disentkit.progress import track
 
         if self.root is not None:
             raise ValueError(
@@ -284,9 +285,9 @@ class Shapes3D(FactorDataset):
                 )
                 f.create_dataset("labels", data=labels.astype(np.float64))
                 starts = range(0, len(classes), batch_size)
-                # a bar only for real exports (the full file takes minutes); None = only on a TTY
-                quiet = True if len(starts) < 10 else None
-                for start in tqdm(starts, desc=f"export {path.name}", unit="batch", disable=quiet):
+                # progress only for real exports (the full file takes minutes)
+                mode = "off" if len(starts) < 10 else "auto"
+                for start in track(starts, desc=f"export {path.name}", unit="batches", mode=mode):
                     block = self.images(classes[start : start + batch_size])
                     images[start : start + len(block)] = to_uint8_hwc(block)
         return path
