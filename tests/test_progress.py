@@ -45,7 +45,11 @@ def test_lines_are_throttled_by_seconds_and_forced_by_every_n(lines):
     with Progress(100, "slow", "it", seconds=3600) as bar:
         for _ in range(99):
             bar.update()
-    assert len(lines()) == 1  # only the final line: 3600 s never passed
+    assert lines() == []  # 3600 s never passed: quick work stays quiet, even at the end
+    with Progress(3, "late", "it", seconds=3600) as bar:
+        bar._t0 -= 4000  # as if it had run for over an hour
+        bar.update(3)
+    assert len(lines()) == 1 and lines()[0].startswith("late: 3/3 it (100%)")
     before = len(lines())
     with Progress(100, "n", "it", seconds=3600, every_n=25) as bar:
         for _ in range(100):

@@ -281,15 +281,15 @@ def test_transfer_config_validation():
 
 
 def test_stage_progress_prints_stage_and_eta(caplog, monkeypatch):
-    monkeypatch.setenv("DISENTKIT_PROGRESS_SECONDS", "0")
+    monkeypatch.setenv("DISENTKIT_PROGRESS_SECONDS", "3600")
     caplog.set_level("INFO", logger="disentkit")
-    p = StageProgress(prefix="[x] ")
+    p = StageProgress(prefix="[x] ", every=0.0)  # overrides the environment
     p.stage("fine-tuning")
     for step in range(1, 5):
         p(step, 4)
     text = caplog.text
-    assert "[x] fine-tuning" in text and "step: 4/4 steps (100%)" in text and "ETA 0:00" in text
-    assert "step: 2/4 steps (50%)" in text and "steps/s" in text  # lines while it runs
+    assert "[x] fine-tuning" in text and "training: 4/4 steps (100%)" in text and "ETA 0:00" in text
+    assert "training: 2/4 steps (50%)" in text and "steps/s" in text  # lines while it runs
 
 
 def test_transfer_cli_end_to_end(tmp_path, source_runs, monkeypatch, capsys):

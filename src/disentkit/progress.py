@@ -77,7 +77,8 @@ class Progress:
     """Progress of ``total`` units of work (``None``: unknown), shown as described above.
 
     ``update(n, **postfix)`` after each unit (``postfix``: e.g. ``loss=1.23``, shown beside the
-    rate); ``close()`` (or leaving the ``with`` block) prints the final line. ``every_n`` adds a
+    rate); ``close()`` (or leaving the ``with`` block) prints the final line when any line was
+    printed before or the work lasted the interval (quick work stays quiet). ``every_n`` adds a
     plain line every N units whatever the time; ``seconds`` overrides the environment.
     """
 
@@ -93,6 +94,7 @@ class Progress:
         self._t0 = self._last = time.perf_counter()
         self._last_n = self.n
         self._closed = False
+        self._emitted = 0
         self.bar = None
         if self.mode == "bar":
             from tqdm.auto import tqdm
@@ -144,6 +146,7 @@ class Progress:
         return text
 
     def _emit(self, now: float) -> None:
+        self._emitted += 1
         if log.isEnabledFor(logging.INFO) or not self.forced:
             log.info("%s", self.line(now))
         else:  # e.g. train(progress=True) in a script that never configured logging
@@ -157,7 +160,9 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
         elif self.mode == "lines" and self.n > self._start:
-            self._emit(time.perf_counter())
+            now = time.perf_counter()  # a final line, unless the work was too short to report
+            if self._emitted or now - self._t0 >= self.seconds:
+                self._emit(now)
 
 
 def track(iterable: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it",

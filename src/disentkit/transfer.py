@@ -212,10 +212,11 @@ def _check_same_config(out: Path, cfg: TransferConfig, source_sha256: str) -> No
 class StageProgress:
     """Stage headers and, while training, the step with rate and ETA, all through the one
     progress facility (:mod:`disentkit.progress`): a bar on a terminal, a plain line every ~10 s
-    when piped. ``prefix`` starts every line (which transfer of a job is speaking)."""
+    when piped. ``prefix`` starts every line (which transfer of a job is speaking); ``every``
+    overrides the seconds between plain lines (default: ``$DISENTKIT_PROGRESS_SECONDS`` or 10)."""
 
-    def __init__(self, prefix: str = ""):
-        self.prefix = prefix
+    def __init__(self, prefix: str = "", every: float | None = None):
+        self.prefix, self.every = prefix, every
         self._bar = None
 
     def stage(self, text: str) -> None:
@@ -224,8 +225,8 @@ class StageProgress:
 
     def __call__(self, step: int, steps: int) -> None:
         if self._bar is None:
-            self._bar = progress_mod.Progress(steps, f"{self.prefix}  step".strip(), "steps",
-                                              initial=step - 1)
+            self._bar = progress_mod.Progress(steps, f"{self.prefix}training", "steps",
+                                              initial=step - 1, seconds=self.every)
         self._bar.update(step - self._bar.n)
         if step >= steps:
             self._close()
