@@ -72,7 +72,7 @@ def test_one_name_per_concept_across_commands():
         for a in _options(p):
             if "--device" in a.option_strings:
                 # train's flags default to None (unset = the lower config layers) and say so
-                assert a.default == "auto" or "(default: auto)" in a.help, \
+                assert a.default == "auto" or "(default: auto" in a.help, \
                     f"{prog} --device defaults to {a.default}"
             if "--root" in a.option_strings:
                 assert "ONE dataset" in a.help, prog
@@ -243,3 +243,12 @@ def test_transfer_preflight_checks_before_loading(tmp_path, capsys):
     assert main([*base, "--target", "shapes3d"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
+
+
+def test_run_device_overrides_the_preset_and_is_checked(capsys):
+    assert main(["run", "--smoke", "--device", "cpu", "--show-preset"]) == 0
+    assert json.loads(capsys.readouterr().out)["run"]["device"] == "cpu"
+    assert main(["run", "--smoke", "--show-preset"]) == 0
+    assert json.loads(capsys.readouterr().out)["run"]["device"] == "auto"
+    assert main(["run", "--smoke", "--device", "tpu", "--show-preset"]) == 2
+    assert "--device must be" in capsys.readouterr().err

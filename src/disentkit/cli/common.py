@@ -216,6 +216,10 @@ def check_metrics(metrics: str | Sequence[str] | None, backend: str) -> None:
 
 
 def check_device(device: str) -> None:
+    """A device torch knows and this machine has (``auto``, ``cpu``, ``cuda``, ``cuda:N``)."""
     from disentkit.train.prepare import resolve_device
 
-    resolve_device(device)
+    try:
+        resolve_device(device)
+    except RuntimeError as exc:  # torch's own message for an unknown device type
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, found {device!r}") from exc

@@ -37,6 +37,7 @@ from disentkit.cli.common import (
     add_threads_argument,
     apply_cache_dir,
     apply_threads,
+    check_device,
     write_json_result,
 )
 from disentkit.evaluate import EvalSettings
@@ -328,6 +329,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tiny sizes: the whole job in seconds (wins over the preset's sizes)")
     p.add_argument("--show-preset", action="store_true",
                    help="print the resolved preset as JSON (a file to copy and edit) and exit")
+    p.add_argument("--device", default=None,
+                   help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N "
+                        "(default: auto, or the run.device of a preset file that sets another)")
     add_threads_argument(p)
     add_json_argument(p, "the source scores, the findings' verdicts and the report's files")
     p.set_defaults(func=cmd_run)
@@ -344,6 +348,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     preset = load_preset(args.preset)
     if args.smoke:
         preset = smoke(preset)
+    if args.device is not None:
+        check_device(args.device)
+        preset.run = dataclasses.replace(preset.run, device=args.device)
     if args.show_preset:
         print(json.dumps(to_dict(preset), indent=2))
         return 0
