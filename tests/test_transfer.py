@@ -3,7 +3,6 @@ skipping finished stages, --compat, and clear errors for a corrupt source run fo
 
 from __future__ import annotations
 
-import json
 import shutil
 
 from pathlib import Path

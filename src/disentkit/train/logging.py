@@ -10,7 +10,7 @@ the log of a resumed run reads like the log of a run never interrupted.
 from __future__ import annotations
 
 import json
-import logging
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -19,8 +19,6 @@ import numpy as np
 from disentkit.errors import DisentkitError
 from disentkit.io import write_text
 from disentkit.progress import Progress as _Facility
-
-log = logging.getLogger(__name__)
 
 LOG_FILE = "log.jsonl"
 #: TensorBoard event folder inside a run folder (``run.logger = "tensorboard"``)
@@ -86,8 +84,6 @@ class Progress:
 
 
 def _forced_mode() -> str:
-    import sys
-
     isatty = getattr(sys.stderr, "isatty", None)
     return "bar" if isatty is not None and isatty() else "lines"
 
