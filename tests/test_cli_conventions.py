@@ -101,16 +101,29 @@ def test_top_help_is_a_tour_on_one_screen():
         assert example in proc.stdout
 
 
-def test_quiet_and_verbose_set_the_disentkit_log_level(tmp_path, capsys):
+def test_quiet_and_verbose_set_the_disentkit_log_level(tmp_path, capsys, monkeypatch):
+    import disentkit.cli.datasets as datasets_cli
+
     logger = logging.getLogger("disentkit")
+    seen = []
+
+    def record(args):
+        seen.append(logger.getEffectiveLevel())
+        logging.getLogger("disentkit.test").info("an info record")
+        logging.getLogger("disentkit.test").debug("a debug record")
+        return 0
+
+    monkeypatch.setattr(datasets_cli, "cmd_list", record)
+    before = (logger.level, list(logger.handlers))
     assert main(["-q", "datasets", "list"]) == 0
-    assert logger.level == logging.WARNING
+    assert capsys.readouterr().err == ""
     assert main(["datasets", "list", "-v"]) == 0  # also accepted after the sub-command
-    assert logger.level == logging.DEBUG
+    assert "a debug record" in capsys.readouterr().err
     assert main(["datasets", "list"]) == 0
-    assert logger.level == logging.INFO
-    logging.getLogger("disentkit.test").info("an info record")
-    assert "an info record" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "an info record" in err and "debug" not in err
+    assert seen == [logging.WARNING, logging.DEBUG, logging.INFO]
+    assert (logger.level, list(logger.handlers)) == before  # main leaves logging as it was
     assert build_parser().parse_args(["-v", "datasets", "list"]).verbosity == 1
     with pytest.raises(SystemExit):
         build_parser().parse_args(["-q", "-v", "datasets", "list"])

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    configure_logging(args.verbosity)
+    restore_logging = configure_logging(args.verbosity)
     cache_env = os.environ.get(CACHE_ENV)  # --cache-dir sets it for this command only
     try:
         return int(args.func(args) or 0)
@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # no second error while Python flushes at exit
         return 0
     finally:
+        restore_logging()
         if cache_env is None:
             os.environ.pop(CACHE_ENV, None)
         else:

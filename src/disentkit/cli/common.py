@@ -20,7 +20,7 @@ import os
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 log = logging.getLogger("disentkit.cli")
 
@@ -116,16 +116,26 @@ class _Formatter(logging.Formatter):
         return f"{record.levelname.lower()}: {text}" if record.levelno >= logging.WARNING else text
 
 
-def configure_logging(verbosity: int = 0) -> None:
-    """Route the ``disentkit`` loggers to stderr: warnings only (-1), info (0) or debug (1)."""
+def configure_logging(verbosity: int = 0) -> Callable[[], None]:
+    """Route the ``disentkit`` loggers to stderr: warnings only (-1), info (0) or debug (1).
+
+    Returns a function that puts the logger back as it was (``main`` called from Python, e.g.
+    in a notebook or a test, leaves no handler or level behind)."""
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     logger = logging.getLogger("disentkit")
+    old_level = logger.level
     for h in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
         logger.removeHandler(h)
     handler = _StderrHandler()
     handler.setFormatter(_Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+    return restore
 
 
 # ---------------------------------------------------------------------------- output
