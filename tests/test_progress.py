@@ -174,3 +174,48 @@ def test_forced_lines_show_without_logging_configured(caplog, capsys, monkeypatc
     with Progress(2, "forced", "it", mode="lines") as bar:
         bar.update(2)
     assert "forced: 2/2 it (100%)" in capsys.readouterr().err
+
+
+def test_a_sweep_reports_progress_over_its_runs(lines, tmp_path):
+    from test_sweep import _study, fake_dispatch
+
+    from disentkit.sweep.execute import Runtime
+    from disentkit.sweep.local import run_local
+    from disentkit.sweep.study import load_study
+
+    study = load_study(_study(tmp_path), tmp_path / "out")
+    run_local(study, workers=1, runtime=Runtime(threads=1), dispatch=fake_dispatch)
+    got = [g for g in lines() if g.startswith(f"sweep {study.name}: ")]
+    n = len(study.runs)
+    assert [g.split(" ")[2] for g in got] == [f"{k}/{n}" for k in range(1, n + 1)]
+    assert all("runs/s" in g or "s/run" in g for g in got) and "ETA 0:00" in got[-1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pseudo-terminal test (Linux)")
+def test_train_on_a_terminal_shows_a_bar(tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # 100 columns
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "disentkit", "train", "--smoke", "--dataset",
+                             "dsprites", "--out", str(tmp_path / "run"), "--threads", "1"],
+                            stdout=slave, stderr=slave, env=env, cwd=tmp_path)
+    os.close(slave)
+    raw = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        raw += chunk
+    os.close(master)
+    assert proc.wait(timeout=300) == 0
+    text = raw.decode("utf-8", "replace")
+    assert "\rtrain: 100%|" in text and "6/6 [" in text and "steps/s" in text  # a tqdm bar
+    assert not LINE.search(text)  # and no plain progress lines

@@ -109,6 +109,12 @@ class _StderrHandler(logging.StreamHandler):
     def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; sys.stderr wins
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        with tqdm.external_write_mode(file=sys.stderr):  # a live bar steps aside, then redraws
+            super().emit(record)
+
 
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
