@@ -45,7 +45,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch, NumPy and the metrics' classifiers "
-                             "(default: torch's own choice)")
+                             "(default: the cores this process may use)")
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +80,8 @@ def add_data_root_argument(parser: argparse.ArgumentParser) -> None:
     """``--data-root``: a folder holding several datasets."""
     parser.add_argument("--data-root", default=None,
                         help="folder holding SEVERAL real datasets, one sub-folder per dataset "
-                             "name (coil100/, rgbd-objects/ ...) (default: none, built-in data only)")
+                             "name (coil100/, rgbd-objects/ ...; files lying directly in it are "
+                             "found too) (default: none, built-in data only)")
     add_cache_argument(parser)
 
 

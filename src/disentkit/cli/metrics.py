@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default: all)",
     )
     p.add_argument("--train-fraction", type=float, default=2.0 / 3.0,
-                   help="share of the rows the classifiers train on")
+                   help="share of the rows the classifiers train on (default: 2/3, the paper's)")
     add_seed_argument(p, "pairs, splits and classifiers")
     p.add_argument("--backend", default="reference",
                    help="reference (scikit-learn) or fast (LightGBM/torch)")
