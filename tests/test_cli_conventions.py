@@ -265,3 +265,18 @@ def test_run_device_overrides_the_preset_and_is_checked(capsys):
     assert json.loads(capsys.readouterr().out)["run"]["device"] == "auto"
     assert main(["run", "--smoke", "--device", "tpu", "--show-preset"]) == 2
     assert "--device must be" in capsys.readouterr().err
+
+
+
+def test_report_json_holds_the_findings(tmp_path, capsys):
+    from test_report import fabricate
+
+    fabricate(tmp_path / "run", seeds=(0,))
+    out = tmp_path / "r.json"
+    assert main(["report", str(tmp_path / "run"), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert Path(data["html"]).is_file() and Path(data["csv"]).is_file()
+    codes = [f["code"] for f in data["findings"]]
+    assert codes and all(f"{f['code']}: {f['claim']} -> {f['verdict']}" in printed
+                         for f in data["findings"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from disentkit.cli.common import add_json_argument, write_json_result
 
@@ -21,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def findings_json(found) -> list[dict]:
-    """The findings as plain records (claim, verdict, evidence) for ``--json``."""
-    return [{"claim": f.claim, "verdict": f.verdict, "evidence": list(f.evidence)} for f in found]
+    """The findings as plain records (code, claim, statistic, verdict, evidence ...) for ``--json``."""
+    return [dataclasses.asdict(f) for f in found]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
