@@ -409,7 +409,8 @@ def test_quick_smoke_sweep_killed_midway_resumes_and_aggregates(tmp_path):
 
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert f"{len(finished)} done, {len(folders) - len(finished)} to run" in rerun.stderr  # status lines are log records
+    # the sweep's status lines are log records (stderr); results go to stdout
+    assert f"{len(finished)} done, {len(folders) - len(finished)} to run" in rerun.stderr
     assert all(st.run_state(f).state == st.DONE for f in folders)
     assert all((f / st.DONE_FILE).read_text() == text for f, text in finished.items())  # not redone
 

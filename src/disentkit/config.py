@@ -180,7 +180,7 @@ class RunConfig:
     checkpoint_every: int = 1000
     #: render the next batch in a background thread while the network trains (same batches)
     prefetch: bool = True
-    #: "jsonl" (log.jsonl only) or "tensorboard" (log.jsonl plus TensorBoard events in RUN/tensorboard/)
+    #: "jsonl" (log.jsonl only) or "tensorboard" (also TensorBoard events in RUN/tensorboard/)
     logger: str = "jsonl"
 
 

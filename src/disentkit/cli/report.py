@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def findings_json(found) -> list[dict]:
-    """The findings as plain records (code, claim, statistic, verdict, evidence ...) for ``--json``."""
+    """The findings as plain records (code, claim, statistic, verdict, evidence ...)."""
     return [dataclasses.asdict(f) for f in found]
 
 
