@@ -127,7 +127,12 @@ def test_bootstrap_and_metric_suite_report_progress(lines):
     evaluate(codes, factors, metrics="mig,modularity", bootstrap=3)
     got = lines()
     assert any(g.startswith("metrics: 2/2 metrics") for g in got)
-    assert any(g.startswith("bootstrap: 3/3 resamples") for g in got)
+    assert any(g.startswith("bootstrap: 3/3 steps") for g in got)  # one step per resample
+    from disentkit.metrics.bootstrap import bootstrap_intervals
+
+    bootstrap_intervals(lambda c, f, b: {"m": float(c.mean())}, codes, factors, n_train=80,
+                        num_resamples=4)  # the refit-everything definition's loop
+    assert any(g.startswith("bootstrap: 4/4 resamples") for g in lines())
     assert not any(g.startswith("metrics: ") and "/2 metrics" not in g for g in got)
 
 
