@@ -36,12 +36,51 @@ def test_locatello_matches_the_published_spec():
     model = _seeded("locatello", 3, 10)
     convs = _layers(model.encoder, nn.Conv2d)
     assert [c.out_channels for c in convs] == [32, 32, 64, 64]
-    assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)
+    # disentanglement_lib conv_encoder: kernels 4, 4, 2, 2, stride 2, TF "same" padding
+    assert [c.kernel_size for c in convs] == [(4, 4), (4, 4), (2, 2), (2, 2)]
+    assert [c.padding for c in convs] == [(1, 1), (1, 1), (0, 0), (0, 0)]
+    assert all(c.stride == (2, 2) for c in convs)
     assert [m.out_features for m in _layers(model.encoder, nn.Linear)] == [256]
     assert [m.out_features for m in _layers(model.decoder_fc, nn.Linear)] == [256, 1024]
     deconvs = _layers(model.decoder, nn.ConvTranspose2d)
     assert [c.out_channels for c in deconvs] == [64, 32, 32, 3]
+    assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in deconvs)
     assert not isinstance(list(model.decoder)[-1], nn.ReLU)  # logits, no activation
+    # TF 1 tf.layers defaults: Glorot-uniform kernels, zero biases (heads included)
+    for layer in _layers(model, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        assert torch.all(layer.bias == 0)
+        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5
+        assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.9 * bound
+
+
+def _reference_parameter_count(c: int, d: int) -> int:
+    """Parameters of disentanglement_lib's conv_encoder + deconv_decoder, counted by hand from
+    the TF layer shapes (kernel k x k x in x out + out biases; dense in x out + out):
+
+    e1 conv 4x4x c x32 + 32          = 512c + 32
+    e2 conv 4x4x32x32 + 32           = 16,416
+    e3 conv 2x2x32x64 + 64           = 8,256
+    e4 conv 2x2x64x64 + 64           = 16,448
+    e5 dense 1024x256 + 256          = 262,400
+    means, log_var dense 256 x d + d = 2 x 257d
+    d1 dense d x 256 + 256           = 256d + 256
+    d2 dense 256x1024 + 1024         = 263,168
+    d3 deconv 4x4x64x64 + 64         = 65,600
+    d4 deconv 4x4x64x32 + 32         = 32,800
+    d5 deconv 4x4x32x32 + 32         = 16,416
+    d6 deconv 4x4x32x c + c          = 513c
+    total                            = 1025c + 770d + 681,792
+    """
+    return 1025 * c + 770 * d + 681_792
+
+
+@pytest.mark.parametrize("channels,latent", [(3, 10), (1, 10), (3, 6)])
+def test_locatello_parameter_count_equals_the_reference(channels, latent):
+    model = _seeded("locatello", channels, latent)
+    count = sum(p.numel() for p in model.parameters())
+    assert count == _reference_parameter_count(channels, latent)
+    assert _reference_parameter_count(3, 10) == 692_567  # the 3-channel, 10-latent network
 
 
 def test_paper_matches_the_published_spec():
