@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from disentkit.cli import main
-from disentkit.data._augment import ROTATIONS_DEG, SCALES, grid_index_map
+from disentkit.data._augment import ROTATIONS_DEG, SCALES, aa_downsample_uint8, grid_index_map
 from disentkit.data.coil100 import (
     Coil100,
     Coil100Augmented,
@@ -52,13 +52,34 @@ def block_mean(img: np.ndarray) -> np.ndarray:
     return img.reshape(64, 2, 64, 2, -1).mean(axis=(1, 3))
 
 
-def test_coil100_reads_plain_layout_and_resizes_by_area(coil_root, tmp_path):
+def paper_resize(img: np.ndarray) -> np.ndarray:
+    """The paper's loader: ToTensor (float in [0, 1]) then Resize([64, 64], antialias=True),
+    i.e. torch's antialiased bilinear interpolation; uint8 [H, W, C] -> float [64, 64, C]."""
+    import torch
+
+    x = torch.from_numpy(img.astype(np.float64) / 255.0).permute(2, 0, 1)[None]
+    y = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", antialias=True,
+                                        align_corners=False)
+    return y[0].permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_antialiased_resize_equals_torchvision_to_8_bits(channels):
+    img = np.random.default_rng(channels).integers(0, 256, (128, 128, channels), dtype=np.uint8)
+    ours = aa_downsample_uint8(img[None], 2)[0].astype(np.float64) / 255
+    ref = paper_resize(img)
+    assert np.abs(ours - ref).max() <= 0.5 / 255 + 1e-9
+    np.testing.assert_array_equal(ours, np.floor(ref * 255 + 0.5 + 1e-9) / 255)  # half up
+    assert np.abs(block_mean(img.astype(np.float64)) / 255 - ref).max() > 0.05  # not a box
+
+
+def test_coil100_reads_plain_layout_and_resizes_like_the_paper(coil_root, tmp_path):
     ds = Coil100(coil_root, cache_dir=tmp_path / "c", objects=OBJECTS, angles=ANGLES)
     assert ds.factor_sizes == (3, 3) and ds.image_shape == (3, 64, 64)
     x = ds.images(np.array([[1, 2], [0, 0]]))
     assert x.shape == (2, 3, 64, 64) and x.dtype == np.float32
-    expect = np.floor(block_mean(coil_view(2, 10).astype(np.float64)) + 0.5) / 255
-    np.testing.assert_allclose(x[0].transpose(1, 2, 0), expect, atol=1e-6)
+    expect = paper_resize(coil_view(2, 10))
+    np.testing.assert_allclose(x[0].transpose(1, 2, 0), expect, atol=0.5 / 255 + 1e-6)
     grey = Coil100(coil_root, cache_dir=tmp_path / "c", objects=OBJECTS, angles=ANGLES, channels=1)
     luma = (x[0] * np.array([0.299, 0.587, 0.114])[:, None, None]).sum(0)
     assert grey.image_shape == (1, 64, 64)

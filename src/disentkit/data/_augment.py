@@ -6,7 +6,15 @@ centre) and then a *scale* (zoom about the centre by 1.00, 0.94, …, 0.50), bot
 with black fill, on the 128x128 canvas, then a resize to 64x64. The authors' build script does this
 with two OpenCV ``warpAffine`` calls; here the same two nearest-neighbour inverse mappings are
 composed *once* per (rotation, scale) into an index map, so a batch is one gather from the cached
-base images plus a 2x2 area average — numpy index arithmetic, no per-image Python work.
+base images plus the resize to 64x64 — numpy index arithmetic, no per-image Python work.
+
+The resize is the paper's loader's: ``torchvision.transforms.Resize([64, 64], antialias=True)``
+(bilinear with antialiasing, the same filter as Pillow's ``Image.resize(..., BILINEAR)`` when
+shrinking). For the 2x reduction 128 -> 64 that is a separable triangle filter with taps
+1, 3, 3, 1 (/8) per axis, renormalised where it reaches past the image edge (3, 3, 1 /7); see
+:func:`aa_downsample_uint8`. The result is rounded to 8 bits (half up), so that generated images
+equal images decoded from a pre-built release; the paper resizes in float, a difference of at
+most 0.5/255 per pixel.
 
 OpenCV conventions reproduced (so generated images equal the published release's):
 the centre is ``(W/2, H/2)`` in pixel coordinates (pixel centres at integers), the angle is
@@ -89,70 +97,103 @@ BLACK = np.iinfo(np.int32).max
 class RotationScaleGrid:
     """Precomputed index maps for every (rotation, scale) class on a ``size`` canvas.
 
-    ``factor = size // out`` output pixels are averaged per side (area resize, the antialiased
-    2x downsampling of 128 → 64; ``factor = 1`` for the binary variant, augmented at 64).
-    Maps take ``R*S*size*size`` int32s (10.6 MB for Coil-100's 128x128 canvas).
+    ``factor = size // out``: the augmented canvas is reduced by :func:`aa_downsample_uint8`
+    (the paper's antialiased bilinear resize; ``factor = 1`` for the binary variant, augmented
+    at 64). Maps take ``R*S*size*size`` int32s (10.6 MB for Coil-100's 128x128 canvas).
     """
 
     def __init__(self, size: int, out: int, angles=ROTATIONS_DEG, scales=SCALES):
         if size % out:
             raise ValueError(f"canvas {size} must be a multiple of the output size {out}")
         self.size, self.out, self.factor = size, out, size // out
+        if self.factor > 1 and self.factor % 2:
+            raise ValueError(f"canvas {size} / output {out}: the resize needs an even factor or 1")
         self.angles, self.scales = tuple(angles), tuple(scales)
-        f = self.factor
-        maps = np.empty((len(self.angles), len(self.scales), f * f, out * out), dtype=np.int32)
+        maps = np.empty((len(self.angles), len(self.scales), size * size), dtype=np.int32)
         for i, angle in enumerate(self.angles):
             for j, zoom in enumerate(self.scales):
                 m = grid_index_map(size, angle, zoom)
-                m = np.where(m < 0, BLACK, m).reshape(out, f, out, f)
-                # sub-pixel (a, b) of output pixel (u, v) is canvas pixel (f*u + a, f*v + b)
-                maps[i, j] = m.transpose(1, 3, 0, 2).reshape(f * f, out * out)
+                maps[i, j] = np.where(m < 0, BLACK, m)
         self.maps = maps
 
-    #: images gathered at once: their int64 index block (8 x 128 KiB) stays in the CPU cache,
-    #: which measured about twice as fast as one index array for a whole batch of 256
+    #: images gathered and resized at once: their index block stays in the CPU cache
     chunk = 8
 
     def apply(self, pixels: np.ndarray, rows: np.ndarray, rotation, scale) -> np.ndarray:
-        """Augment base images ``pixels[rows]`` and return uint16 *sums* [n, out*out(, 4)].
+        """Augment base images ``pixels[rows]`` and resize them: uint8 [n, out, out, C].
 
-        ``pixels`` is [N + 1, size*size] (uint8 grey, or uint32 holding packed RGBX bytes) whose
-        last row is black: out-of-canvas entries are clipped onto it, so the gather needs no mask.
-        The sum over the ``factor**2`` sub-pixels is normalised by :func:`sums_to_images`.
+        ``pixels`` is [N + 1, size*size] (uint8 grey, C = 1, or uint32 holding packed RGBX bytes,
+        C = 4) whose last row is black: out-of-canvas entries are clipped onto it, so the gather
+        needs no mask. :func:`uint8_to_images` turns the result into float images.
         """
         rows = np.asarray(rows, dtype=np.int64)
         rotation, scale = np.asarray(rotation), np.asarray(scale)
-        n, f2, m = len(rows), self.factor**2, self.out * self.out
+        n, size, out = len(rows), self.size, self.out
         flat_pixels = pixels.reshape(-1)
         packed = pixels.dtype == np.uint32
-        out = np.empty((n, m, 4) if packed else (n, m), dtype=np.uint16)
-        got = np.empty((self.chunk, f2, m), dtype=pixels.dtype)
+        c = 4 if packed else 1
+        result = np.empty((n, out, out, c), dtype=np.uint8)
+        got = np.empty((self.chunk, size * size), dtype=pixels.dtype)
         for a in range(0, n, self.chunk):
             b = min(a + self.chunk, n)
-            idx = self.maps[rotation[a:b], scale[a:b]]  # [c, f*f, out*out]
-            flat = rows[a:b, None, None] * (self.size * self.size) + idx
+            idx = self.maps[rotation[a:b], scale[a:b]]  # [k, size*size]
+            flat = rows[a:b, None] * (size * size) + idx
             g = np.take(flat_pixels, flat, mode="clip", out=got[: b - a])
-            if packed:  # RGBX bytes of each uint32
-                g = g.view(np.uint8).reshape(b - a, f2, m, 4)
-            np.sum(g, axis=1, dtype=np.uint16, out=out[a:b])
-        return out
+            canvas = g.view(np.uint8).reshape(b - a, size, size, c)  # RGBX bytes, or grey
+            result[a:b] = aa_downsample_uint8(canvas, self.factor)
+        return result
 
 
-def sums_to_images(sums: np.ndarray, out: int, count: int, channels: int) -> np.ndarray:
-    """uint16 sums [n, out*out(, 4)] of ``count`` uint8 samples → float32 [n, C, out, out].
+def uint8_to_images(img: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 [n, H, W, C'] → float32 [n, channels, H, W] in [0, 1] (the first ``channels``)."""
+    planar = img[..., :channels].transpose(0, 3, 1, 2)
+    out = np.empty(planar.shape, dtype=np.float32)
+    np.multiply(planar, np.float32(1.0 / 255.0), out=out, casting="unsafe")
+    return out
 
-    The mean is rounded to a uint8 level first (half up, as :func:`area_downsample_uint8`), so
-    that an image generated here equals the same image decoded from a pre-built release and
-    resized there. One more pass transposes and scales straight into the float output.
+
+def _aa_taps(factor: int) -> np.ndarray:
+    """Integer weights of the antialiased bilinear (triangle) filter for an even ``factor``.
+
+    Output pixel i is centred at input coordinate (i + 1/2)·f and the triangle has half-width f
+    (Pillow's and torchvision's antialias rule: the support scales with the reduction). Input
+    pixel j = f·i − f/2 + t, t = 0 … 2f−1, then weighs ``2f − |2t + 1 − 2f|`` (1, 3, 3, 1 for f = 2).
     """
-    n = len(sums)
-    if count > 1:
-        sums = (sums + count // 2) // count
-    planar = sums.reshape(n, 1, out, out) if sums.ndim == 2 else (
-        sums.reshape(n, out, out, sums.shape[-1])[..., :channels].transpose(0, 3, 1, 2))
-    img = np.empty((n, planar.shape[1], out, out), dtype=np.float32)
-    np.multiply(planar, np.float32(1.0 / 255.0), out=img, casting="unsafe")
-    return img
+    t = np.arange(2 * factor)
+    return (2 * factor - np.abs(2 * t + 1 - 2 * factor)).astype(np.uint16)
+
+
+def _aa_axis(x: np.ndarray, factor: int, axis: int) -> np.ndarray:
+    """Weighted sums along ``axis`` (uint16), zero-padded by f/2: taps past the edge add 0."""
+    taps, half = _aa_taps(factor), factor // 2
+    x = np.moveaxis(x, axis, 0)
+    n_out = x.shape[0] // factor
+    padded = np.zeros((x.shape[0] + 2 * half,) + x.shape[1:], dtype=np.uint16)
+    padded[half : half + x.shape[0]] = x
+    acc = np.zeros((n_out,) + x.shape[1:], dtype=np.uint16)
+    for t, w in enumerate(taps):
+        acc += padded[t : t + factor * n_out : factor] * w
+    return np.moveaxis(acc, 0, axis)
+
+
+def aa_downsample_uint8(img: np.ndarray, factor: int) -> np.ndarray:
+    """uint8 [..., H, W, C] → [..., H/f, W/f, C]: the paper's antialiased bilinear resize.
+
+    Equals ``torch.nn.functional.interpolate(x, scale_factor=1/f, mode="bilinear",
+    antialias=True)`` (what ``torchvision.transforms.Resize(antialias=True)`` runs) on the same
+    image, rounded half up to 8 bits; near the border the weights past the edge are dropped and
+    the rest renormalised, as there. Integer arithmetic: sums stay below 2^16 for f = 2 (64·255).
+    """
+    if factor == 1:
+        return img.astype(np.uint8)
+    *lead, h, w, c = img.shape
+    if h % factor or w % factor:
+        raise ValueError(f"image {h}x{w} is not a multiple of {factor}")
+    sums = _aa_axis(_aa_axis(img, factor, -3), factor, -2)
+    ones_h = _aa_axis(np.ones((h, 1), dtype=np.uint8), factor, 0)[:, 0].astype(np.uint32)
+    ones_w = _aa_axis(np.ones((w, 1), dtype=np.uint8), factor, 0)[:, 0].astype(np.uint32)
+    norm = (ones_h[:, None] * ones_w[None, :])[:, :, None]  # [H/f, W/f, 1]
+    return ((sums + norm // 2) // norm).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------- generic image helpers

@@ -30,12 +30,13 @@ from disentkit.data._augment import (
     ROTATIONS_DEG,
     SCALES,
     RotationScaleGrid,
+    aa_downsample_uint8,
     area_downsample_uint8,
     check_channels,
     convert_channels,
     read_image,
-    sums_to_images,
     to_uint8,
+    uint8_to_images,
 )
 from disentkit.data.base import FactorDataset
 from disentkit.errors import DataLayoutError
@@ -126,7 +127,8 @@ def _rgbx_base_cache(root, files, objects, angles, cache_dir) -> np.ndarray:
 class Coil100(FactorDataset):
     """Coil-100: object (100) x turntable pose (72), 128x128 photographs resized to 64x64.
 
-    Reads ``root/coil-100/obj{o}__{a}.png``. The resize is a 2x2 area mean (antialiased).
+    Reads ``root/coil-100/obj{o}__{a}.png``. The resize is the paper's loader's antialiased
+    bilinear (``torchvision.transforms.Resize(antialias=True)``; :func:`aa_downsample_uint8`).
     ``channels=1`` gives ITU-R 601 luma.
     """
 
@@ -162,9 +164,8 @@ class Coil100(FactorDataset):
         f = self.check_factors(factors)
         rows = f[:, 0] * len(self.angles) + f[:, 1]
         zeros = np.zeros(len(f), dtype=np.int64)
-        sums = self._identity.apply(self._pixels, rows, zeros, zeros)
-        images = sums_to_images(sums, OUT, self._identity.factor**2, 3)
-        return convert_channels(images, self.channels)
+        small = self._identity.apply(self._pixels, rows, zeros, zeros)
+        return convert_channels(uint8_to_images(small, 3), self.channels)
 
     def factor_values(self) -> dict[str, np.ndarray]:
         return {"object": np.array(self.objects), "pose": np.array(self.angles)}  # pose in degrees
@@ -178,7 +179,7 @@ class Coil100Augmented(FactorDataset):
     * ``root/coil-100/obj{o}__{a}.png`` (the plain Coil-100 release): each batch is generated
       from the 7,200 cached views — rotation by 0, 20, …, 340 degrees counter-clockwise about the
       canvas centre, then zoom by 1.00 … 0.50, nearest-neighbour with black fill on the 128x128
-      canvas, then a 2x2 area resize to 64x64.
+      canvas, then the paper's loader's antialiased bilinear resize to 64x64.
     * ``root/classes.csv`` + ``root/obj{o}__{pose}__{angle}__{scale}.png`` (the authors'
       pre-built release): every listed image is decoded once, resized to 64x64 alike and cached;
       a release that lacks some combinations becomes an incomplete grid. The full release is
@@ -251,7 +252,7 @@ class Coil100Augmented(FactorDataset):
                 raise DataLayoutError(self.root / name, "image listed in classes.csv is missing",
                                       self._layouts())
         files = [self.root / n for n in names]
-        recipe = {"what": f"{self.name} release, 64", "version": 1}
+        recipe = {"what": f"{self.name} release, 64", "version": 2}  # 2: antialiased bilinear
         key = cache_mod.fingerprint_key(recipe, cache_mod.file_fingerprint(files, self.root))
         c = self.source_channels
 
@@ -263,7 +264,7 @@ class Coil100Augmented(FactorDataset):
             img = img.reshape(img.shape[0], img.shape[1], -1)
             if img.shape[2] != c:  # grey release read as RGB, or RGB silhouettes read as grey
                 img = img[..., :1].repeat(c, axis=2) if c == 3 else img[..., :1]
-            return area_downsample_uint8(img, self.release_size // OUT)
+            return aa_downsample_uint8(img, self.release_size // OUT)
 
         def build(out):
             cache_mod.fill_from_files(out, files, decode, f"decoding {self.name} release")
@@ -281,8 +282,8 @@ class Coil100Augmented(FactorDataset):
             out = img.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255)
         else:
             rows = f[:, 0] * len(self.angles) + f[:, 1]
-            sums = self._grid.apply(self._pixels, rows, f[:, 2], f[:, 3])
-            out = sums_to_images(sums, OUT, self._grid.factor**2, self.source_channels)
+            small = self._grid.apply(self._pixels, rows, f[:, 2], f[:, 3])
+            out = uint8_to_images(small, self.source_channels)
         return convert_channels(out, self.channels)
 
     def factor_values(self) -> dict[str, np.ndarray]:

@@ -32,8 +32,8 @@ from disentkit.data._augment import (
     check_channels,
     convert_channels,
     resize_to,
-    sums_to_images,
     to_uint8,
+    uint8_to_images,
 )
 from disentkit.data.base import FactorDataset
 from disentkit.errors import DisentkitError
@@ -108,7 +108,8 @@ class CoinsAugmented(FactorDataset):
 
     The rotation/scale grid is Coil-100-Augmented's (rotate 0, 20, …, 340 degrees
     counter-clockwise, then zoom 1.00 … 0.50, nearest-neighbour on a 128x128 black canvas, then
-    a 2x2 area resize to 64x64). The 24 base crops are cached like Coil-100's views.
+    Coil-100's antialiased bilinear resize to 64x64). The 24 base crops are cached like
+    Coil-100's views.
     """
 
     name = "coins-augmented"
@@ -146,8 +147,8 @@ class CoinsAugmented(FactorDataset):
 
     def images(self, factors, rng=None) -> np.ndarray:
         f = self.check_factors(factors)
-        sums = self._grid.apply(self._pixels, f[:, 0], f[:, 1], f[:, 2])
-        return convert_channels(sums_to_images(sums, OUT, self._grid.factor**2, 1), self.channels)
+        small = self._grid.apply(self._pixels, f[:, 0], f[:, 1], f[:, 2])
+        return convert_channels(uint8_to_images(small, 1), self.channels)
 
     def factor_values(self) -> dict[str, np.ndarray]:
         return {
