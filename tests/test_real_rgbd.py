@@ -11,7 +11,7 @@ from PIL import Image
 from disentkit.cli import main
 from disentkit.data.pairs import sample_pairs
 from disentkit.data.registry import get_dataset
-from disentkit.data.rgbd import RGBDObjects, RGBDObjectsDepth, scale_depth
+from disentkit.data.rgbd import RGBDObjects, RGBDObjectsDepth, reference_depth, scale_depth
 from disentkit.errors import DataLayoutError
 
 CATEGORIES = ("apple", "bell_pepper", "cap")  # 'bell_pepper' has an underscore, as in the release
@@ -94,8 +94,8 @@ def test_rgb_is_masked_and_padded_on_the_short_side(rgbd_root, tmp_path):
     np.testing.assert_allclose(tall[:, 32, 32], np.array([40, 10, 60]) / 255, atol=1 / 255)
 
 
-def test_depth_is_16_bit_scaled_without_wrap_and_channels(rgbd_root, tmp_path):
-    ds = RGBDObjectsDepth(rgbd_root, cache_dir=tmp_path / "c")
+def test_normalised_depth_is_16_bit_scaled_without_wrap_and_channels(rgbd_root, tmp_path):
+    ds = RGBDObjectsDepth(rgbd_root, cache_dir=tmp_path / "c", depth_mode="normalised")
     assert ds.image_shape == (1, 64, 64)
     x = ds.images(np.array([[0, 0, 0]]))[0, 0]
     column = x[1:63, 40]  # top of the crop is nearest (700 mm) → brightest, monotone down
@@ -103,10 +103,28 @@ def test_depth_is_16_bit_scaled_without_wrap_and_channels(rgbd_root, tmp_path):
     assert np.all(np.diff(column) <= 1e-6)  # no wrap-around anywhere
     assert x[:, :14].max() == 0  # padding and missing readings are black
     x3 = get_dataset("rgbd-objects-depth", root=rgbd_root, cache_dir=tmp_path / "c",
-                     channels=3).images(np.array([[0, 0, 0]]))
+                     channels=3, depth_mode="normalised").images(np.array([[0, 0, 0]]))
     assert x3.shape == (1, 3, 64, 64) and (x3 == x).all()
     d = np.array([[0, 700, 1000], [1300, 0, 65535]], np.uint16)
     np.testing.assert_allclose(scale_depth(d), [[0, 1, 1 - 300 / 64835], [1 - 600 / 64835, 0, 0]])
+
+
+def test_reference_depth_is_the_papers_high_byte_code_that_wraps(rgbd_root, tmp_path):
+    # high byte (d >> 8) times 255/4, truncated, modulo 256: 2 -> 127, 3 -> 191, 4 -> 255, 5 -> 62
+    d = np.array([[0, 700, 1000], [1023, 1024, 1300]], np.uint16)
+    np.testing.assert_array_equal(reference_depth(d), [[0, 127, 191], [191, 255, 62]])
+    ds = RGBDObjectsDepth(rgbd_root, cache_dir=tmp_path / "c")  # the default mode
+    assert ds.depth_mode == "reference"
+    x = ds.images(np.array([[0, 0, 0]]))[0, 0]
+    column = np.round(x[:, 40] * 255)
+    assert column[2] == 127 and 191 in column and 255 in column  # 700 mm, 1 m, 1.02-1.28 m
+    assert column[-2] < 200  # beyond 1.28 m the code wraps back down: not monotone
+    assert x[:, :14].max() == 0
+    normalised = RGBDObjectsDepth(rgbd_root, cache_dir=tmp_path / "c", depth_mode="normalised")
+    assert not np.array_equal(normalised.images(np.array([[0, 0, 0]]))[0, 0], x)
+    assert len(list((tmp_path / "c").glob("rgbd-objects-depth-*.npy"))) == 2  # one cache each
+    with pytest.raises(ValueError, match="depth_mode must be one of"):
+        RGBDObjectsDepth(rgbd_root, cache_dir=tmp_path / "c", depth_mode="metres")
 
 
 def test_more_instances_add_an_instance_factor(rgbd_root, tmp_path):

@@ -19,11 +19,24 @@ Files (the "cropped" release, ``rgbd-dataset``)::
                                         ..._<video>_<frame>_depthcrop.png   (16-bit, millimetres)
 
 Image recipe. RGB: the crop times its binary mask, centred on a black square (the shorter side
-padded — the authors' code swaps the axes), area-resized to 64x64. Depth: the valid (non-zero)
-millimetres of each crop are mapped linearly to [0, 1] with the nearest point at 1 and the
-farthest at 0 — per crop, because the object's shape, not its distance to the camera, is what a
-network should see, and a fixed scale would spend the 8 bits on the room — missing readings (0)
-stay 0, no wrap-around (the authors' code wraps at 255); then padded and resized alike.
+padded — the authors' code swaps the axes), area-resized to 64x64. Depth: one of two
+representations, ``depth_mode=``, then padded and resized alike:
+
+* ``"reference"`` (default) — the paper's loader, bit for bit: ``cv2.imread(...,
+  IMREAD_GRAYSCALE)`` reads the 16-bit PNG as 8 bits by keeping the *high byte* (libpng's
+  ``strip_16``: 256 mm steps), multiplies by 255/4 and casts to uint8, which wraps modulo 256
+  on x86: 1.00 m → 191, 1.02 m → 255, 1.28 m → 62. A coarse, non-monotone code of distance, not
+  of the object's shape; missing readings (0) stay 0, the background is not masked.
+* ``"normalised"`` — the valid (non-zero) millimetres of each crop mapped linearly to [0, 1],
+  the nearest point at 1 and the farthest at 0, per crop, missing readings 0: the object's
+  relief over the full 8-bit range, no wrap-around.
+
+Why "reference" is the default: a transfer to ``rgbd-objects-depth`` is only comparable with the
+paper's numbers when the target images are the paper's; "normalised" is the better-conditioned
+input (monotone, the whole range spent on the object) for studies of depth transfer on their own
+terms, and says so in every result (the mode is part of the dataset's options and cache key).
+The resize (area, antialiased) is ours in both modes; the paper's loader uses OpenCV's bilinear
+``A.Resize`` without antialiasing after the same padding.
 """
 
 from __future__ import annotations
@@ -129,7 +142,8 @@ class RGBDObjects(FactorDataset):
         self.instances = int(instances)
         table, files = self._scan()
         self.combinations = table
-        recipe = {"what": f"{self.name} 64", "version": 1, "instances": self.instances}
+        recipe = {"what": f"{self.name} 64", "version": 1, "instances": self.instances,
+                  **self._recipe_extra()}
         flat = [p for f in files for p in f.values()]
         key = cache_mod.fingerprint_key(recipe, cache_mod.file_fingerprint(flat, self.root))
 
@@ -137,9 +151,15 @@ class RGBDObjects(FactorDataset):
             cache_mod.fill_from_files(out, files, self._decode, f"decoding {self.name}")
 
         self._pixels = cache_mod.cached_array(
-            cache_mod.cache_name(self.name, self.root), key,
+            cache_mod.cache_name(self.name + self._cache_tag(), self.root), key,
             (len(files), OUT, OUT, self.source_channels), build, cache_dir,
         )
+
+    def _recipe_extra(self) -> dict:
+        return {}
+
+    def _cache_tag(self) -> str:
+        return ""
 
     def _scan(self) -> tuple[np.ndarray, list[dict]]:
         """The combinations present (sorted) and their files; sets factor names and sizes."""
@@ -205,7 +225,7 @@ class RGBDObjects(FactorDataset):
 
 
 def scale_depth(depth: np.ndarray) -> np.ndarray:
-    """uint16 millimetres → float in [0, 1]: nearest valid point 1, farthest 0, missing (0) 0."""
+    """``"normalised"``: uint16 mm → float in [0, 1], nearest valid point 1, farthest 0, missing 0."""
     d = depth.astype(np.float64)
     valid = d > 0
     if not valid.any():
@@ -216,8 +236,22 @@ def scale_depth(depth: np.ndarray) -> np.ndarray:
     return np.where(valid, (far - d) / (far - near), 0.0)
 
 
+def reference_depth(depth: np.ndarray) -> np.ndarray:
+    """``"reference"``: uint16 mm → uint8 as the paper's loader computes it.
+
+    OpenCV reads a 16-bit PNG with ``IMREAD_GRAYSCALE`` through libpng's ``png_set_strip_16``
+    (the high byte, ``d >> 8``); the loader then computes ``(img * (255 / 4)).astype(np.uint8)``,
+    whose out-of-range values wrap modulo 256 after truncation on x86 (where the paper ran).
+    """
+    high = (np.asarray(depth, dtype=np.uint16) >> 8).astype(np.float64)
+    return (np.trunc(high * (255.0 / 4.0)).astype(np.int64) % 256).astype(np.uint8)
+
+
+DEPTH_MODES = ("reference", "normalised")
+
+
 class RGBDObjectsDepth(RGBDObjects):
-    """RGB-D Objects, depth: the 16-bit depth crops scaled per crop to [0, 1] (see module doc).
+    """RGB-D Objects, depth: the 16-bit depth crops as ``depth_mode`` says (see module doc).
 
     One channel by default; ``channels=3`` replicates it (for networks trained on colour).
     """
@@ -228,10 +262,32 @@ class RGBDObjectsDepth(RGBDObjects):
     kinds = ("depthcrop",)
     source_channels = 1
 
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        cache_dir: str | os.PathLike | None = None,
+        instances: int = 1,
+        channels: int | None = None,
+        depth_mode: str = "reference",
+    ):
+        if depth_mode not in DEPTH_MODES:
+            raise ValueError(f"depth_mode must be one of {DEPTH_MODES}, found {depth_mode!r}")
+        self.depth_mode = depth_mode
+        super().__init__(root, cache_dir=cache_dir, instances=instances, channels=channels)
+
+    def _recipe_extra(self) -> dict:
+        return {"depth_mode": self.depth_mode}
+
+    def _cache_tag(self) -> str:
+        return f"-{self.depth_mode}"
+
     def _decode(self, paths: dict) -> np.ndarray:
         depth = read_image(paths["depthcrop"])
         if depth.dtype != np.uint16 or depth.ndim != 2:
             raise DataLayoutError(paths["depthcrop"], f"expected a 16-bit single-channel depth "
                                   f"PNG, found {depth.dtype} {depth.shape}", LAYOUT)
-        img = pad_to_square(scale_depth(depth)[..., None])
-        return to_uint8(resize_to(img * 255.0, OUT))
+        if self.depth_mode == "reference":
+            img = reference_depth(depth).astype(np.float64)
+        else:
+            img = scale_depth(depth) * 255.0
+        return to_uint8(resize_to(pad_to_square(img[..., None]), OUT))
