@@ -87,7 +87,8 @@ def test_training_lowers_the_loss_and_logs_every_field(tmp_path):
     run = train(small_config(40, optim__batch_size=8), tmp_path / "r", dataset=Squares(), progress=False)
     log = read_log(run)
     assert [r["step"] for r in log] == list(range(1, 41))
-    assert set(log[0]) == {"step", "loss", "reconstruction", "kl", "beta", "images_per_s"}
+    assert set(log[0]) == {"step", "loss", "reconstruction", "kl", "beta", "images_per_s", "elapsed_s"}
+    assert 0 < log[0]["elapsed_s"] <= log[-1]["elapsed_s"]  # wall time, for the report
     assert log[0]["images_per_s"] > 0 and log[0]["beta"] == 1.0
     first = np.mean([r["loss"] for r in log[:5]])
     last = np.mean([r["loss"] for r in log[-5:]])
@@ -140,8 +141,8 @@ def test_stopped_at_half_and_resumed_is_bitwise_identical(tmp_path):
     assert load_checkpoint(half).step == 4
     train(small_config(8), half, dataset=Squares(), resume=True, progress=False)
     assert_same_state(full, half)
-    assert read_log(full) == [dict(r, images_per_s=r2["images_per_s"]) for r, r2 in
-                              zip(read_log(half), read_log(full))]
+    assert read_log(full) == [dict(r, images_per_s=r2["images_per_s"], elapsed_s=r2["elapsed_s"])
+                              for r, r2 in zip(read_log(half), read_log(full))]
 
 
 KILL_SCRIPT = """

@@ -4,7 +4,7 @@
   source and for each target before and after fine-tuning;
 - latent traversals: one row per active dimension, labelled with the factor OMES associates to
   it, so a reader sees *which* dimension holds *which* factor (the paper's argument for OMES, §3);
-- the OMES relation matrix M (dimensions × factors) as a heat map, association marked;
+- the OMES relation matrix M (dimensions × factors) as a heat map, exactly OMES's association boxed;
 - training and fine-tuning curves from ``log.jsonl``.
 
 Every function returns a Figure; :func:`save_figure` writes it atomically as PNG.
@@ -21,6 +21,8 @@ import numpy as np
 from disentkit.io import atomic_path
 
 CURVE_KEYS = (("loss", "loss"), ("reconstruction", "reconstruction"), ("kl", "KL"))
+#: an associated cell below this relation is drawn dashed: OMES chose it by OS, not by M
+WEAK_RELATION = 0.1
 
 
 def _figure(figsize):
@@ -105,7 +107,14 @@ def relation_figure(
     title: str,
 ):
     """Heat map of OMES's relation matrix M[d, k] (rows: active dimensions by their original
-    index; columns: factors); a box marks each factor's associated dimension."""
+    index; columns: factors); a box marks exactly the cells of OMES's association.
+
+    The association is *not* the column's largest M: OMES pairs factor k with the dimension of
+    highest overlap score OS(d, k) (Dapueto et al. 2024, Eq. 1), which penalises a dimension that
+    also moves with other factors — so a box can sit on 0.48 while its column holds 0.67, or on a
+    small M of a dimension that moves with nothing else. The colour is M itself, stated on the
+    colour bar and in the title; numbers are drawn at 10 pt so they read without zooming.
+    """
     from matplotlib.patches import Rectangle
 
     m = np.asarray(relation, dtype=float)
@@ -113,24 +122,38 @@ def relation_figure(
         raise ValueError(
             f"relation matrix must be [{len(dims)} dims, {len(factor_names)} factors], found {m.shape}"
         )
-    fig = _figure((1.0 + 0.75 * len(factor_names), 1.0 + 0.42 * max(len(dims), 1)))
+    unknown = sorted(set(association) - set(factor_names))
+    row_of = {int(d): i for i, d in enumerate(dims)}
+    stray = [d for d in association.values() if d is not None and int(d) not in row_of]
+    if unknown or stray:
+        raise ValueError(f"association names factors {unknown} or dimensions {stray} that the "
+                         "relation matrix does not show")
+    width = 2.2 + 0.95 * len(factor_names)
+    fig = _figure((width, 1.7 + 0.5 * max(len(dims), 1)))
     ax = fig.subplots()
     im = ax.imshow(m, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(factor_names)), labels=list(factor_names), rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(len(dims)), labels=[f"z{d}" for d in dims], fontsize=8)
+    ax.set_xticks(range(len(factor_names)), labels=list(factor_names), rotation=30, ha="right",
+                  fontsize=10)
+    ax.set_yticks(range(len(dims)), labels=[f"z{d}" for d in dims], fontsize=10)
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
-            ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6,
+            ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=10,
                     color="white" if m[i, j] < 0.6 else "black")
-    row_of = {int(d): i for i, d in enumerate(dims)}
+    weak = False
     for j, name in enumerate(factor_names):
         d = association.get(name)
-        if d is not None and int(d) in row_of:
-            ax.add_patch(Rectangle((j - 0.5, row_of[int(d)] - 0.5), 1, 1, fill=False,
-                                   edgecolor="red", linewidth=2))
-    fig.colorbar(im, ax=ax, fraction=0.05, label="M[d, k]")
-    ax.set_title(title + "\n(red box: OMES association)", fontsize=9)
-    fig.subplots_adjust(left=0.15, bottom=0.25, top=0.85)
+        if d is not None:
+            i = row_of[int(d)]
+            faint = m[i, j] < WEAK_RELATION  # OS picked a dimension that hardly moves with k
+            weak |= faint
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red",
+                                   linewidth=2.5, linestyle="--" if faint else "-"))
+    fig.colorbar(im, ax=ax, fraction=0.05, label="M[d, k] = 1 − |corr| over pairs\n"
+                                                  "differing in factor k only")
+    note = f"; dashed: M < {WEAK_RELATION:g}, the dimension hardly moves with k" if weak else ""
+    ax.set_title(f"{title}\ncolour, numbers: M[d, k]; red box: OMES association\n"
+                 f"(per factor, the dimension of highest overlap score OS){note}", fontsize=9)
+    fig.subplots_adjust(left=0.12, right=0.95, bottom=0.2, top=0.8)
     return fig
 
 

@@ -3,8 +3,10 @@
 evaluation, one row each), all built from the ``results.json`` files under a folder.
 
 The page leads with the verdicts on the paper's findings, then the source table with its
-untrained floor, the transfer tables in the paper's "before (+Δ after)" layout, the figures, and
-provenance (versions, backends, time), so that a reader can cite it as is.
+untrained floor, the transfer tables in the paper's "before (+Δ after)" layout (each with its
+fine-tuning health: a collapsed model is flagged beside its numbers), the figures, a glossary
+defining every key the tables show, and provenance (device, precision actually used, versions,
+wall time per stage, the preset's text), so that a reader can cite it as is.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import datetime as _dt
 import html
 import io
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ from disentkit.progress import Progress
 from disentkit.report import figures as F
 from disentkit.report.collect import Result, collect_results
 from disentkit.report.findings import Finding, findings
+from disentkit.report import sections as S
 from disentkit.report.tables import (
     SourceGroup,
     TransferGroup,
@@ -34,6 +38,8 @@ from disentkit.report.tables import (
     source_table,
     transfer_groups,
 )
+
+log = logging.getLogger(__name__)
 
 FIGURE_DIR = "report_figures"
 STYLE = """
@@ -101,10 +107,14 @@ def _relation(r: Result, fig_dir: Path, stem: str) -> Path | None:
     omes = r.data.get("omes")
     if not omes or not omes.get("relation"):
         return None
-    fig = F.relation_figure(
-        np.asarray(omes["relation"]), omes["dims"], omes["factor_names"], omes["association"],
-        f"OMES relation: {r.dataset}",
-    )
+    try:
+        fig = F.relation_figure(
+            np.asarray(omes["relation"]), omes["dims"], omes["factor_names"],
+            omes["association"], f"OMES relation: {r.dataset}",
+        )
+    except ValueError as exc:  # an inconsistent OMES block: no figure rather than a wrong one
+        log.warning("%s: no relation heat map (%s)", r.path, exc)
+        return None
     return F.save_figure(fig, fig_dir / f"{stem}-relation.png")
 
 
@@ -121,14 +131,24 @@ def _curves(series: dict[str, list[dict]], fig_dir: Path, stem: str, title: str)
 
 def gather_figures(
     sources: list[SourceGroup], groups: list[TransferGroup], fig_dir: Path
-) -> list[FigureRef]:
-    """The figures of the first seed of every source and transfer; curves drawn now."""
+) -> tuple[list[FigureRef], list[tuple[str, str]]]:
+    """The figures of the first seed of every source and transfer (curves drawn now), and
+    (section, reason) notes for the traversal figures that are missing."""
     refs: list[FigureRef] = []
     bar = Progress(len(sources) + len(groups), "report figures", "groups")
+    notes: list[tuple[str, str]] = []
 
     def add(section, caption, path):
         if path is not None:
             refs.append(FigureRef(section, caption, path))
+
+    def evaluation(sec, tag, r, stem):
+        add(sec, f"{tag}reconstructions on {r.dataset}", r.figure("reconstructions"))
+        add(sec, tag + S.traversal_caption(r), r.figure("traversals"))
+        why = S.missing_traversal(r)
+        if why:
+            notes.append((sec, tag + why))
+        add(sec, tag + S.RELATION_CAPTION, _relation(r, fig_dir, stem))
 
     for g in sources:
         bar.update(1)
@@ -136,9 +156,7 @@ def gather_figures(
             continue
         r = sorted(g.trained, key=lambda x: str(x.replicate()))[0]
         sec, stem = f"Source: {g.source}", "source-" + _slug(g.source)
-        add(sec, f"reconstructions on {r.dataset}", r.figure("reconstructions"))
-        add(sec, "latent traversals (label: OMES factor)", r.figure("traversals"))
-        add(sec, "OMES relation matrix", _relation(r, fig_dir, stem))
+        evaluation(sec, "", r, stem)
         add(sec, "training curves", _curves({"training": _read_log(r.log_path())}, fig_dir, stem,
                                             f"training: {g.source}"))
     for g in groups:
@@ -146,16 +164,13 @@ def gather_figures(
         sec, stem = g.title, "transfer-" + _slug(g.title)
         b, a = _first(g.before), _first(g.after)
         for tag, r in (("before", b), ("after", a)):
-            if r is None:
-                continue
-            add(sec, f"{tag}: reconstructions", r.figure("reconstructions"))
-            add(sec, f"{tag}: latent traversals (label: OMES factor)", r.figure("traversals"))
-            add(sec, f"{tag}: OMES relation matrix", _relation(r, fig_dir, f"{stem}-{tag}"))
+            if r is not None:
+                evaluation(sec, f"{tag}: ", r, f"{stem}-{tag}")
         if a is not None:
             add(sec, "fine-tuning curves", _curves({"fine-tuning": _read_log(a.log_path())},
                                                    fig_dir, stem, f"fine-tuning: {g.title}"))
     bar.close()
-    return refs
+    return refs, notes
 
 
 # ---------------------------------------------------------------------------- text
@@ -215,23 +230,11 @@ def _group_note(g: TransferGroup) -> str:
     return note
 
 
-def _provenance(results: list[Result]) -> list[str]:
-    backends = sorted({str(r.data.get("meta", {}).get("backend")) for r in results})
-    versions = next((r.data.get("meta", {}).get("versions") for r in results if r.data.get("meta")), {})
-    elapsed = sum(float(r.data.get("meta", {}).get("elapsed_s", 0) or 0) for r in results)
-    return [
-        f"{len(results)} evaluations read from results.json files.",
-        f"Metric backend(s): {', '.join(backends)}.",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted((versions or {}).items())) + ".",
-        f"Evaluation time, summed: {elapsed:.1f} s.",
-    ]
-
-
 def _embed(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def render_html(title, facts, found, src_cols, src_rows, groups, refs, prov, base: Path,
+def render_html(title, facts, found, src_cols, src_rows, groups, refs, extra, base: Path,
                 banner: str | None = None) -> str:
     parts = [
         "<!DOCTYPE html>",
@@ -268,6 +271,7 @@ def render_html(title, facts, found, src_cols, src_rows, groups, refs, prov, bas
     for g in groups:
         parts.append(f"<h3>{html.escape(g.title)}</h3>")
         parts.append(_html_table(g.columns, g.rows()))
+        parts += S.html_health(extra, g.title)
         parts.append(f'<p class="note">{html.escape(_group_note(g))}</p>')
     if not groups:
         parts.append('<p class="note">No transfer evaluation found.</p>')
@@ -279,19 +283,19 @@ def render_html(title, facts, found, src_cols, src_rows, groups, refs, prov, bas
         if ref.section != section:
             section = ref.section
             parts.append(f"<h3>{html.escape(section)}</h3>")
+            parts += S.html_notes(extra, section)
         rel = _relpath(ref.path, base)
         parts.append(
             f'<figure><img src="data:image/png;base64,{_embed(ref.path)}" '
             f'alt="{html.escape(ref.caption)}" title="{html.escape(rel)}" data-file="{html.escape(rel)}">'
             f"<figcaption>{html.escape(ref.caption)}</figcaption></figure>"
         )
-    parts.append("<h2>Provenance</h2><ul>")
-    parts += [f"<li>{html.escape(p)}</li>" for p in prov]
-    parts.append("</ul></body></html>")
+    parts += S.html_glossary(extra) + S.html_provenance(extra)
+    parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def render_markdown(title, facts, found, src_cols, src_rows, groups, refs, prov, base,
+def render_markdown(title, facts, found, src_cols, src_rows, groups, refs, extra, base,
                     banner: str | None = None) -> str:
     out = [f"# {title}", "", facts, ""]
     if banner:
@@ -305,11 +309,13 @@ def render_markdown(title, facts, found, src_cols, src_rows, groups, refs, prov,
     out.append(_md_table(src_cols, src_rows) if src_rows else "No source evaluation found.")
     out += ["", "## Transfer: before (+Δ after fine-tuning)", ""]
     for g in groups:
-        out += [f"### {g.title}", "", _md_table(g.columns, g.rows()), "", _group_note(g), ""]
+        out += [f"### {g.title}", "", _md_table(g.columns, g.rows()), ""]
+        out += S.md_health(extra, g.title) + [_group_note(g), ""]
     out += ["## Figures", ""]
     for ref in refs:
         out.append(f"- {ref.section}: ![{ref.caption}]({_relpath(ref.path, base)})")
-    out += ["", "## Provenance", ""] + [f"- {p}" for p in prov]
+    out += [f"- {sec}: {text}" for sec, text in extra.notes]
+    out += [""] + S.md_glossary(extra) + S.md_provenance(extra)
     return "\n".join(out) + "\n"
 
 
@@ -344,15 +350,15 @@ def build_report(root: str | Path, out: str | Path | None = None, title: str | N
     base = out.parent
     fig_dir = base / FIGURE_DIR
     sources, groups = source_groups(results), transfer_groups(results)
-    refs = gather_figures(sources, groups, fig_dir)
+    refs, notes = gather_figures(sources, groups, fig_dir)
     found = findings(groups, sources)
     src_cols, src_rows = source_table(sources)
-    prov = _provenance(results)
+    extra = S.build_extras(results, root, src_rows, groups, notes)
     title = title or "disentkit report: transferring disentangled representations"
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     facts = (f"Built {now} from {root.resolve()}. Method after Dapueto, Noceti & Odone, "
              "NeurIPS 2024 (arXiv 2409.18017).")
-    args = (title, facts, found, src_cols, src_rows, groups, refs, prov, base)
+    args = (title, facts, found, src_cols, src_rows, groups, refs, extra, base)
     banner = smoke_banner(results)
     html_path, md_path, csv_path = out, out.with_suffix(".md"), base / "results.csv"
     write_text(html_path, render_html(*args, banner=banner))

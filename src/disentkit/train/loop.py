@@ -100,6 +100,7 @@ def train(
     log = RunLog(run_dir, keep_until=step)
     bar = Progress(progress, cfg.run.steps, step)
     totals, last_time, last_step = np.zeros(3), time.perf_counter(), step
+    started = last_time  # wall time of this process's part of the run, logged as elapsed_s
     last_checkpoint = state.step if state is not None else None
 
     # --- the loop
@@ -125,7 +126,8 @@ def train(
                 n = step - last_step
                 record = {"step": step, "loss": totals[0] / n, "reconstruction": totals[1] / n,
                           "kl": totals[2] / n, "beta": terms.beta,
-                          "images_per_s": n * batch.num_images / max(now - last_time, 1e-9)}
+                          "images_per_s": n * batch.num_images / max(now - last_time, 1e-9),
+                          "elapsed_s": round(now - started, 3)}
                 log.write(record)
                 if tb is not None:
                     tb.write(record)
