@@ -22,7 +22,7 @@ per-image randomness.
 Usage::
 
     python experiments/nuisance_background.py --source RUN_DIR [--out DIR] [--n 15008]
-    python experiments/nuisance_background.py --smoke --out DIR    # trains a tiny source itself
+    python experiments/nuisance_background.py --smoke [--out DIR]  # trains a tiny source itself
 
 Writes ``DIR/nuisance.json``, ``DIR/nuisance.csv`` and ``DIR/nuisance.png`` and prints the table.
 Every evaluation folder (``DIR/<condition>/trained``, ``.../floor``) is a normal disentkit
@@ -74,11 +74,18 @@ class Background(FactorDataset):
         self.combinations = getattr(base, "combinations", None)
         self._fixed = uniform_noise(np.random.default_rng(FIXED_SEED), (1,) + self.image_shape)
 
+    # the factor space is the base's (e.g. a held-out part): delegate every question about it
     def contains(self, factors):
         return self.base.contains(factors)
 
     def sample_factors(self, n, rng):
         return self.base.sample_factors(n, rng)
+
+    def factor_values(self):
+        return self.base.factor_values()
+
+    def __len__(self) -> int:
+        return len(self.base)
 
     def images(self, factors, rng=None):
         img = self.base.images(factors, rng)
@@ -240,7 +247,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--source", help="run folder of a trained Color-dSprites source")
     p.add_argument("--smoke", action="store_true", help="train a tiny source and use tiny sizes")
-    p.add_argument("--out", help="output folder (default: SOURCE/nuisance-background)")
+    p.add_argument("--out", default="nuisance-background",
+                   help="output folder (default ./nuisance-background; keep it outside a run "
+                        "folder, or `disentkit report` of that folder will read these evaluations)")
     p.add_argument("--n", type=int, default=15008, help="rows per evaluation (default 15008)")
     p.add_argument("--backend", default="fast", help="metric backend (default fast)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
@@ -249,14 +258,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if bool(args.source) == bool(args.smoke):
         p.error("give exactly one of --source RUN_DIR and --smoke")
-    if args.smoke and not args.out:
-        p.error("--smoke needs --out DIR")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out = Path(args.out) if args.out else Path(args.source) / "nuisance-background"
+    out = Path(args.out)
     n = 240 if args.smoke else args.n
     settings = EvalSettings(n=n, seed=args.seed, backend=args.backend, metrics=("omes", "dci"),
                             figures=False)

@@ -94,4 +94,5 @@ def test_bad_source_is_a_one_line_error(nb, tmp_path, capsys):
     assert err.startswith("error: ") and "missing" in err and "\n" not in err
     assert not (tmp_path / "o" / "nuisance.json").exists()
     with pytest.raises(SystemExit):
-        nb.parse_args(["--smoke"])  # --smoke needs --out
+        nb.parse_args(["--smoke", "--source", "x"])  # one of the two, not both
+    assert nb.parse_args(["--smoke"]).out == "nuisance-background"

@@ -20,7 +20,7 @@ from disentkit.report.collect import collect_results, load_result
 from disentkit.report.glossary import define, glossary
 from disentkit.report.health import active_dimensions, finetune_health
 from disentkit.report.provenance import checkpoint_info, training_seconds
-from disentkit.report.sections import traversal_caption
+from disentkit.report.sections import missing_traversal, traversal_caption
 from disentkit.report.tables import source_groups, source_table, transfer_groups
 from disentkit.train.checkpoint import TrainingState, save_checkpoint
 
@@ -66,6 +66,13 @@ def test_traversal_caption_names_missing_rows(tmp_path):
     r.data["model"]["latent_dim"] = 10
     cap = traversal_caption(r)
     assert "z7, z8, z9: inactive" in cap and "z6" not in cap.split("no row for")[1]
+    assert missing_traversal(r) is None
+    floor = load_result(tmp_path / "source-s0" / "floor" / "results.json")
+    assert "figures off" in missing_traversal(floor)
+    r.data["figures"] = {"reconstructions": "figures/reconstructions.png"}
+    assert "file is missing" in missing_traversal(r)
+    r.data["omes"] = None
+    assert "OMES was not computed" in missing_traversal(r)
 
 
 def test_glossary_defines_every_key_the_tables_show(tmp_path):

@@ -196,6 +196,37 @@ def aa_downsample_uint8(img: np.ndarray, factor: int) -> np.ndarray:
     return ((sums + norm // 2) // norm).astype(np.uint8)
 
 
+# ---------------------------------------------------------------------- Coil-100 silhouettes
+
+
+def _otsu_binary(img: np.ndarray) -> np.ndarray:
+    """``cv2.threshold(img, 0, 255, THRESH_BINARY + THRESH_OTSU)``: 255 above Otsu's level."""
+    from skimage.filters import threshold_otsu
+
+    if img.min() == img.max():
+        return np.zeros_like(img)
+    return np.where(img > threshold_otsu(img), 255, 0).astype(np.uint8)
+
+
+def silhouette(rgb: np.ndarray) -> np.ndarray:
+    """Coil-100-Augmented-Binary's silhouette recipe: uint8 [128, 128(, 3)] → {0, 255} [64, 64].
+
+    Greyscale (ITU-R 601, as ``cv2.COLOR_BGR2GRAY``) → 5x5 median blur → Otsu threshold → 5x5
+    morphological closing → area resize to 64x64 (rounded to uint8) → Otsu again.
+    """
+    from scipy import ndimage
+
+    if rgb.ndim == 3:
+        grey = to_uint8(rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114)
+    else:
+        grey = rgb
+    blurred = ndimage.median_filter(grey, size=5, mode="nearest")
+    binary = _otsu_binary(blurred)
+    closed = ndimage.grey_closing(binary, size=(5, 5), mode="nearest")
+    small = area_downsample_uint8(closed[..., None], closed.shape[0] // 64)[..., 0]
+    return _otsu_binary(small)
+
+
 # ---------------------------------------------------------------------- generic image helpers
 
 

@@ -128,7 +128,8 @@ def provenance(results: list[Result], root: Path) -> tuple[list[str], list[dict]
     backends = sorted({str(r.data.get("meta", {}).get("backend")) for r in results})
     versions = sorted({json.dumps(r.data.get("meta", {}).get("versions", {}), sort_keys=True)
                        for r in results})
-    lines = [f"{len(results)} evaluations read from results.json files.",
+    lines = [f"{len(results)} evaluations read from results.json files; they encode on the CPU "
+             "in fp32 unless their results.json records another device or precision.",
              f"Metric backend(s): {', '.join(backends)}."]
     for v in versions:
         pairs = ", ".join(f"{k} {x}" for k, x in sorted(json.loads(v).items()))
