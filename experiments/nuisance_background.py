@@ -132,7 +132,8 @@ def measure(source: Path, out: Path, settings: EvalSettings, heldout_fraction: f
     model, cfg = load_source(source)
     base = get_dataset(DATASET)
     channels = int(base.image_shape[0])
-    trained, floor = adapt_channels(model, channels), adapt_channels(_untrained(cfg, model.in_channels), channels)
+    trained = adapt_channels(model, channels)
+    floor = adapt_channels(_untrained(cfg, model.in_channels), channels)
     info = {"run_dir": str(source), "source_dataset": cfg.data.dataset, "method": cfg.method.name,
             "arch": cfg.model.arch, "beta": cfg.method.beta, "latent_dim": cfg.model.latent_dim,
             "seed": cfg.run.seed, "steps": cfg.run.steps}
@@ -226,7 +227,8 @@ def _csv(result: dict) -> str:
 
 def smoke_source(out: Path) -> Path:
     """Train a tiny Color-dSprites source (seconds) into ``out/smoke-source``."""
-    from disentkit.config import DataConfig, MethodConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+    from disentkit.config import (DataConfig, MethodConfig, ModelConfig, OptimConfig, RunConfig,
+                                  TrainConfig)
     from disentkit.train import train
 
     run_dir = out / "smoke-source"

@@ -148,12 +148,13 @@ def relation_figure(
             weak |= faint
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red",
                                    linewidth=2.5, linestyle="--" if faint else "-"))
-    fig.colorbar(im, ax=ax, fraction=0.05, label="M[d, k] = 1 − |corr| over pairs\n"
-                                                  "differing in factor k only")
-    note = f"; dashed: M < {WEAK_RELATION:g}, the dimension hardly moves with k" if weak else ""
-    ax.set_title(f"{title}\ncolour, numbers: M[d, k]; red box: OMES association\n"
-                 f"(per factor, the dimension of highest overlap score OS){note}", fontsize=9)
-    fig.subplots_adjust(left=0.12, right=0.95, bottom=0.2, top=0.8)
+    fig.colorbar(im, ax=ax, fraction=0.05, label="M[d, k]")
+    note = (f"\ndashed box: M < {WEAK_RELATION:g} — OS chose a dimension that hardly moves with k"
+            if weak else "")
+    ax.set_title(f"{title}\ncolour and numbers: M[d, k] = 1 − |corr| over pairs differing in k only"
+                 "\nred box: OMES association (per factor, the dimension of highest overlap score "
+                 f"OS){note}", fontsize=9)
+    fig.subplots_adjust(left=0.1, right=0.9, bottom=0.14, top=0.8 if weak else 0.83)
     return fig
 
 
