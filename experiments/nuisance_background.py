@@ -108,10 +108,11 @@ def conditions(amplitudes=AMPLITUDES) -> list[tuple[str, str, float]]:
 
 
 def retention(score: float, floor: float, source: float, source_floor: float) -> dict:
-    """Raw and floor-normalised retention of one score (None where a denominator is 0)."""
+    """Raw and floor-normalised retention of one score (None where it is undefined: a source
+    score of 0, or a source not above its own floor)."""
     raw = score / source if source else None
-    gain = source - source_floor
-    normalised = (score - floor) / gain if gain else None
+    gain = source - source_floor  # a source not above its floor leaves nothing to retain
+    normalised = (score - floor) / gain if gain > 0 else None
     return {"raw": raw, "floor_normalised": normalised}
 
 
@@ -186,30 +187,33 @@ def table(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> Path:
-    """Retention (floor-normalised) against i.i.d. amplitude; black and fixed image as lines."""
+    """Retention against i.i.d. amplitude, raw (left) and floor-normalised (right); black and the
+    fixed image as horizontal lines."""
     from matplotlib.figure import Figure
 
     from disentkit.io import atomic_path
 
-    fig = Figure(figsize=(5.5, 3.4))
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(9.5, 3.6))
     rows = {r["condition"]: r for r in result["conditions"]}
     iid = [r for r in result["conditions"] if r["background"] == "iid"]
-    for (name, _), colour in zip(METRICS, ("tab:blue", "tab:orange")):
-        key = f"{name}_retention_floor_normalised"
-        ys = [np.nan if r[key] is None else r[key] for r in iid]
-        label = "OMES" if name == "omes" else "DCI-D"
-        ax.plot([r["amplitude"] for r in iid], ys, marker="o", color=colour, label=f"{label}, i.i.d.")
-        for cond, style in (("black", ":"), ("fixed-noise", "--")):
-            v = rows[cond][key]
-            if v is not None:
-                ax.axhline(v, color=colour, linestyle=style, linewidth=1,
-                           label=f"{label}, {cond}")
-    ax.set_xlabel("i.i.d. noise amplitude")
-    ax.set_ylabel("floor-normalised retention")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title("zero-shot retention on Color-dSprites with a new background", fontsize=9)
+    axes = fig.subplots(1, 2)
+    for ax, kind, ylabel in zip(axes, ("retention", "retention_floor_normalised"),
+                                ("score / source score", "(score − floor) / (source − floor)")):
+        for (name, _), colour in zip(METRICS, ("tab:blue", "tab:orange")):
+            key, label = f"{name}_{kind}", "OMES" if name == "omes" else "DCI-D"
+            ys = [np.nan if r[key] is None else r[key] for r in iid]
+            ax.plot([r["amplitude"] for r in iid], ys, marker="o", color=colour,
+                    label=f"{label}, i.i.d.")
+            for cond, style in (("black", ":"), ("fixed-noise", "--")):
+                if rows[cond][key] is not None:
+                    ax.axhline(rows[cond][key], color=colour, linestyle=style, linewidth=1,
+                               label=f"{label}, {cond}")
+        ax.set_xlabel("i.i.d. noise amplitude")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("zero-shot retention on Color-dSprites held-out combinations, new background",
+                 fontsize=9)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
