@@ -34,7 +34,8 @@ representations, ``depth_mode=``, then padded and resized alike:
 Why "reference" is the default: a transfer to ``rgbd-objects-depth`` is only comparable with the
 paper's numbers when the target images are the paper's; "normalised" is the better-conditioned
 input (monotone, the whole range spent on the object) for studies of depth transfer on their own
-terms, and says so in every result (the mode is part of the dataset's options and cache key).
+terms. Choose it with the dataset option ``depth_mode`` (``get_dataset(..., depth_mode=...)``,
+a training config's ``data.options``); the two modes keep separate caches.
 The resize (area, antialiased) is ours in both modes; the paper's loader uses OpenCV's bilinear
 ``A.Resize`` without antialiasing after the same padding.
 """
