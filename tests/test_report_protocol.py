@@ -67,6 +67,8 @@ def test_traversal_caption_names_missing_rows(tmp_path):
     cap = traversal_caption(r)
     assert "z7, z8, z9: inactive" in cap and "z6" not in cap.split("no row for")[1]
     assert missing_traversal(r) is None
+    r.data["omes"]["dims"] = []
+    assert "every dimension is inactive" in traversal_caption(r)
     floor = load_result(tmp_path / "source-s0" / "floor" / "results.json")
     assert "figures off" in missing_traversal(floor)
     r.data["figures"] = {"reconstructions": "figures/reconstructions.png"}

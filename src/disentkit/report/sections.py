@@ -36,6 +36,9 @@ def traversal_caption(r: Result) -> str:
     shown = [int(d) for d in omes.get("dims", [])]
     latent = r.model.get("latent_dim")
     text = "latent traversals (row label: the factor OMES associates with the dimension, – none)"
+    if omes and not shown:
+        return text + ("; every dimension is inactive (std of the posterior mean < 0.05), so all "
+                       "are shown and none carries a factor")
     if shown and isinstance(latent, int):
         missing = [d for d in range(latent) if d not in shown]
         if missing:
