@@ -24,9 +24,10 @@ RELATION_CAPTION = (
     "OMES relation matrix. Colour and numbers: M[d, k] = 1 − |corr(z_d(x1), z_d(x2))| over pairs "
     "of rows that differ in factor k only (high = dimension d moves with k). Boxes: the OMES "
     "association, for each factor the active dimension with the highest overlap score OS(d, k) "
-    "= 1 − (1/K)·Σ_j |[j = k] − M[d, j]| — it rewards a dimension that moves with k *and not "
-    "with the other factors*, so it need not be the column's largest M; no box: OS = 0. Rows: "
-    "active dimensions only (std of the posterior mean ≥ 0.05)."
+    "= 1 − (1/K)·Σ_j |[j = k] − M[d, j]| — it rewards a dimension that moves with k and not "
+    "with the other factors, so it need not be the column's largest M (dashed box: M < 0.1, the "
+    "chosen dimension hardly moves with k); no box: OS = 0. Rows: active dimensions only (std "
+    "of the posterior mean ≥ 0.05)."
 )
 
 
