@@ -41,10 +41,11 @@ import numpy as np
 from disentkit.data.base import FactorDataset
 from disentkit.data.dsprites_variants import uniform_noise
 from disentkit.data.registry import get_dataset
+from disentkit.data.views import CombinationSubset, DatasetView
 from disentkit.errors import DisentkitError
-from disentkit.evaluate import EvalInfo, EvalSettings, evaluate_model, versions
+from disentkit.evaluate import EvalInfo, EvalSettings, evaluate_model
 from disentkit.io import write_json, write_text
-from disentkit.transfer import CombinationSubset, adapt_channels, load_source
+from disentkit.transfer import adapt_channels, load_source
 
 AMPLITUDES = (0.1, 0.25, 0.5, 1.0)
 METRICS = (("omes", "omes.score"), ("dci_d", "dci.disentanglement"))
@@ -52,13 +53,14 @@ DATASET = "color-dsprites"
 FIXED_SEED = 12345  # the one noise image of "fixed-noise"
 
 
-class Background(FactorDataset):
+class Background(DatasetView):
     """Color-dSprites (or a part of it) with the black background replaced.
 
     A pixel is background when all its channels are 0: Color-dSprites draws binary sprites in
     colours whose every channel is > 0.36, so this is exactly the sprite's complement.
     ``kind``: "black" (unchanged), "fixed" (one noise image) or "iid" (noise per image, drawn
-    from the generator that ``images`` receives, so a seed reproduces it).
+    from the generator that ``images`` receives, so a seed reproduces it). The background is a
+    nuisance, not a factor: rows are still drawn without repeating a *combination*.
     """
 
     def __init__(self, base: FactorDataset, kind: str, amplitude: float = 1.0):
@@ -66,23 +68,11 @@ class Background(FactorDataset):
             raise ValueError(f"background kind must be black, fixed or iid, found {kind!r}")
         if not 0.0 <= amplitude <= 1.0:
             raise ValueError(f"noise amplitude must be in [0, 1], found {amplitude}")
-        self.base, self.kind, self.amplitude = base, kind, float(amplitude)
-        self.name = base.name
-        self.factor_names = tuple(base.factor_names)
-        self.factor_sizes = tuple(base.factor_sizes)
-        self.image_shape = tuple(base.image_shape)
-        self.combinations = getattr(base, "combinations", None)
+        super().__init__(base)  # factors, combinations and membership: the base's
+        self.kind, self.amplitude = kind, float(amplitude)
+        if kind != "black":  # a background the source never saw: a hidden factor of the target
+            self.nuisances = tuple(self.nuisances) + ("noise",)
         self._fixed = uniform_noise(np.random.default_rng(FIXED_SEED), (1,) + self.image_shape)
-
-    # the factor space is the base's (e.g. a held-out part): delegate every question about it
-    def contains(self, factors):
-        return self.base.contains(factors)
-
-    def sample_factors(self, n, rng):
-        return self.base.sample_factors(n, rng)
-
-    def factor_values(self):
-        return self.base.factor_values()
 
     def __len__(self) -> int:
         return len(self.base)
@@ -138,8 +128,9 @@ def measure(source: Path, out: Path, settings: EvalSettings, heldout_fraction: f
     info = {"run_dir": str(source), "source_dataset": cfg.data.dataset, "method": cfg.method.name,
             "arch": cfg.model.arch, "beta": cfg.method.beta, "latent_dim": cfg.model.latent_dim,
             "seed": cfg.run.seed, "steps": cfg.run.steps}
-    ref = _scores(evaluate_model(trained, base, out / "source" / "trained",
-                                 EvalInfo("source", info), settings))
+    own = evaluate_model(trained, base, out / "source" / "trained", EvalInfo("source", info),
+                         settings)
+    ref = _scores(own)
     ref_floor = _scores(evaluate_model(floor, base, out / "source" / "floor",
                                        EvalInfo("floor", {**info, "steps": 0}), settings))
     heldout = CombinationSubset(base, "heldout", heldout_fraction, split_seed)
@@ -163,7 +154,7 @@ def measure(source: Path, out: Path, settings: EvalSettings, heldout_fraction: f
             "reference": {"source": ref, "floor": ref_floor}, "conditions": rows,
             "settings": {"n": settings.n, "seed": settings.seed, "backend": settings.backend,
                          "sampling": settings.sampling, "metrics": list(settings.metrics or [])},
-            "versions": versions()}
+            "versions": own.get("meta", {}).get("versions", {})}
 
 
 def _pct(v) -> str:

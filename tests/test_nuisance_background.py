@@ -45,6 +45,8 @@ def test_backgrounds_replace_only_the_black_pixels(nb):
     assert 0 < iid[bg].max() <= 0.25 and iid[bg].mean() == pytest.approx(0.125, abs=0.01)
     other = nb.Background(base, "iid", 0.25).images(f, np.random.default_rng(2))
     assert not np.array_equal(iid, other)  # i.i.d.: another draw, another background
+    assert nb.Background(base, "black").nuisances == base.nuisances
+    assert "noise" in nb.Background(base, "fixed").nuisances
     with pytest.raises(ValueError, match="amplitude must be in"):
         nb.Background(base, "iid", 1.5)
     with pytest.raises(ValueError, match="black, fixed or iid"):

@@ -54,8 +54,11 @@ DEFINITIONS: dict[str, str] = {
     "gbt_single.mean_test_accuracy": "GBT accuracy of each factor from its OMES-associated "
                                      "dimension alone; mean over factors.",
     # transfer-table headers
-    "code": "Which code the GBT columns read: full = every latent dimension; pruned = only the "
-            "dimensions OMES associates with a factor.",
+    "code": "Which code the row reads: full = every latent dimension; pruned = only the dimensions "
+            "OMES associates with a factor; untrained floor = the full code of an untrained "
+            "network of the same architecture on the same target rows.",
+    "n (rows evaluated)": "Rows encoded and scored per evaluation, each a distinct factor "
+                          "combination (fewer than asked when the evaluated part holds fewer).",
     "All": "Mean over the target's factors of the GBT test accuracies in the factor columns.",
     "OS": "= omes.os, the overlap score (α = 1).",
     "MES": "= omes.mes, the multiple-encoding score (α = 0).",
