@@ -15,14 +15,17 @@ from disentkit.train.ensemble import ensemble_key, group_members, train_ensemble
 from disentkit.train.logging import read_log
 
 #: Measured, fp32 CPU, 6 steps at lr 1e-3, batch 4: max |ensemble − single| over every weight
-#: is 1.7e-7 for the locatello network (float reassociation in the grouped convolutions vmap
-#: uses). The paper network's convolutions feed BatchNorm, which cancels their biases: those
+#: was 1.7e-7 for the locatello network with PyTorch's default initialisation (float
+#: reassociation in the grouped convolutions vmap uses). The paper network's convolutions feed BatchNorm, which cancels their biases: those
 #: gradients are pure rounding noise, which Adam normalises to ±lr per step, so the biases may
 #: differ by up to 2·steps·lr and the rest, through them, by up to 4e-3 (measured: 3.7e-3 for
 #: the biases, 4.0e-3 for weights, 6.6e-3 for a BatchNorm running variance). The single run
 #: itself moves as much with the thread count: 1 vs 2 threads differ by 5.3e-3 (biases) and
-#: 4.0e-3 (weights) on the same three configs.
-TOLERANCE = {"locatello": 1e-6, "paper": 1e-2}
+#: 4.0e-3 (weights) on the same three configs. The locatello network now starts as
+#: disentanglement_lib's does (Glorot weights, zero biases): on the black pixels of these images
+#: a zero-bias ReLU unit sits at 0, its gradients are rounding noise too, and Adam turns them into
+#: ±lr steps (measured: 1.3e-3 on encoder.9.weight, 3 members, 6 steps), hence the same bound.
+TOLERANCE = {"locatello": 1e-2, "paper": 1e-2}
 BN_CANCELLED = ("encoder.0.bias", "encoder.3.bias", "encoder.6.bias")
 
 
@@ -71,8 +74,8 @@ def test_ensemble_resume_is_bitwise_identical(tmp_path):
     train_ensemble(members(8), half, dataset=Squares(), resume=True, progress=False)
     for a, b in zip(full, half):
         assert_same_state(a, b)
-        assert [dict(r, images_per_s=0) for r in read_log(a)] == \
-            [dict(r, images_per_s=0) for r in read_log(b)]
+        assert [dict(r, images_per_s=0, elapsed_s=0) for r in read_log(a)] == \
+            [dict(r, images_per_s=0, elapsed_s=0) for r in read_log(b)]
     # a member folder resumes alone with the single-run loop as well
     train(members(10)[1], half[1], dataset=Squares(), resume=True, progress=False)
     assert load_checkpoint(half[1]).step == 10

@@ -281,6 +281,7 @@ class _Loop:
         self.dead = [False] * m
         self.last_checkpoint = [step if step else None] * m
         self.last_time, self.last_step, self.last_record = time.perf_counter(), step, None
+        self.started = self.last_time  # wall time of this process's part, logged as elapsed_s
 
     def step(self, arrays: list[dict], data_states: list[dict]) -> None:
         b = arrays if isinstance(arrays, dict) else _batch(arrays, self.device,
@@ -308,7 +309,8 @@ class _Loop:
         for m, (log, t) in enumerate(zip(self.logs, totals)):
             if not self.dead[m]:
                 record = {"step": self.at, "loss": t[0], "reconstruction": t[1], "kl": t[2],
-                          "beta": self.methods[m].beta_at(self.at - 1), "images_per_s": rate}
+                          "beta": self.methods[m].beta_at(self.at - 1), "images_per_s": rate,
+                          "elapsed_s": round(now - self.started, 3)}
                 log.write(record)
                 self.last_record = self.last_record or record
         self.totals.zero_()
