@@ -143,7 +143,8 @@ def measure(source: Path, out: Path, settings: EvalSettings, heldout_fraction: f
         s = _scores(evaluate_model(trained, data, out / label / "trained",
                                    EvalInfo("before", info, t_info, split), settings))
         f = _scores(evaluate_model(floor, data, out / label / "floor",
-                                   EvalInfo("floor", {**info, "steps": 0}, t_info, split), settings))
+                                   EvalInfo("floor", {**info, "steps": 0}, t_info, split),
+                                   settings))
         row = {"condition": label, "background": kind, "amplitude": amplitude}
         for name, _ in METRICS:
             r = retention(s[name], f[name], ref[name], ref_floor[name])
@@ -170,7 +171,8 @@ def table(result: dict) -> str:
              f"{'DCI-D':>8}{'floor':>7}{'ret':>6}{'ret-fn':>8}"]
     for r in result["conditions"]:
         lines.append(f"{r['condition']:<16}{r['omes']:>7.3f}{r['omes_floor']:>7.3f}"
-                     f"{_pct(r['omes_retention']):>6}{_pct(r['omes_retention_floor_normalised']):>8}"
+                     f"{_pct(r['omes_retention']):>6}"
+                     f"{_pct(r['omes_retention_floor_normalised']):>8}"
                      f"{r['dci_d']:>8.3f}{r['dci_d_floor']:>7.3f}{_pct(r['dci_d_retention']):>6}"
                      f"{_pct(r['dci_d_retention_floor_normalised']):>8}")
     lines.append("ret = score / source score; ret-fn = (score - floor) / (source - source floor)")

@@ -138,14 +138,16 @@ def test_provenance_names_device_precision_time_and_preset(tmp_path):
     save_checkpoint(src, TrainingState(step=40, model={"w": torch.zeros(2)},
                                        info={"device": "cpu", "precision": "bf16"}))
     (src / "log.jsonl").write_text("".join(json.dumps({"step": k, "kl": 10, "elapsed_s": e}) + "\n"
-                                           for k, e in ((10, 5.0), (20, 9.0), (30, 2.0), (40, 4.5))))
+                                           for k, e in ((10, 5.0), (20, 9.0), (30, 2.0),
+                                                        (40, 4.5))))
     assert checkpoint_info(src)["precision"] == "bf16" and checkpoint_info(src)["step"] == 40
     assert checkpoint_info(tmp_path / "nowhere") == {}
     assert training_seconds([{"elapsed_s": 5.0}, {"elapsed_s": 9.0}, {"elapsed_s": 2.0},
                              {"elapsed_s": 4.5}]) == pytest.approx(13.5)  # resumed once
     assert training_seconds([{"step": 1}]) is None
     write_json(tmp_path / "run.json", {"preset": {"name": "quick", "run": {"precision": "auto"},
-                                                  "description": "2 CPU cores (fp32, no bf16 units)"}})
+                                                  "description":
+                                                      "2 CPU cores (fp32, no bf16 units)"}})
     text = build_report(tmp_path).html.read_text()
     prov = text.split("<h2>Provenance</h2>")[1]
     assert "train source: color-dsprites seed 0" in prov and "13.5 s" in prov

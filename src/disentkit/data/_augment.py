@@ -157,7 +157,8 @@ def _aa_taps(factor: int) -> np.ndarray:
 
     Output pixel i is centred at input coordinate (i + 1/2)·f and the triangle has half-width f
     (Pillow's and torchvision's antialias rule: the support scales with the reduction). Input
-    pixel j = f·i − f/2 + t, t = 0 … 2f−1, then weighs ``2f − |2t + 1 − 2f|`` (1, 3, 3, 1 for f = 2).
+    pixel j = f·i − f/2 + t, t = 0 … 2f−1, then weighs ``2f − |2t + 1 − 2f|``
+    (1, 3, 3, 1 for f = 2).
     """
     t = np.arange(2 * factor)
     return (2 * factor - np.abs(2 * t + 1 - 2 * factor)).astype(np.uint16)

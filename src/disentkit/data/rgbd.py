@@ -226,7 +226,8 @@ class RGBDObjects(FactorDataset):
 
 
 def scale_depth(depth: np.ndarray) -> np.ndarray:
-    """``"normalised"``: uint16 mm → float in [0, 1], nearest valid point 1, farthest 0, missing 0."""
+    """``"normalised"``: uint16 mm → float in [0, 1], nearest valid point 1, farthest 0,
+    missing 0."""
     d = depth.astype(np.float64)
     valid = d > 0
     if not valid.any():

@@ -70,7 +70,8 @@ DEFINITIONS: dict[str, str] = {
 #: keys with a factor name in them: (pattern, definition with {factor})
 PATTERNS: tuple[tuple[str, str], ...] = (
     (r"^gbt\.test_accuracy\.(?P<f>.+)$", f"GBT test accuracy predicting factor {{f}} ({_GBT})."),
-    (r"^gbt_pruned\.test_accuracy\.(?P<f>.+)$", "GBT test accuracy predicting {f} from " + _PRUNED + "."),
+    (r"^gbt_pruned\.test_accuracy\.(?P<f>.+)$",
+     "GBT test accuracy predicting {f} from " + _PRUNED + "."),
     (r"^mlp\.test_accuracy\.(?P<f>.+)$", "MLP test accuracy predicting factor {f}."),
     (r"^omes\.factor\.(?P<f>.+)$", "OMES (α = 0.5, avg) of factor {f} alone."),
 )

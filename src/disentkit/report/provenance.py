@@ -102,7 +102,8 @@ def stage_rows(results: list[Result], root: Path) -> list[dict]:
     for r in results:
         meta = r.data.get("meta", {})
         rows.append({"stage": _label(r), "folder": _rel(r.folder, root),
-                     "device": meta.get("device", "cpu"), "precision": meta.get("precision", "fp32"),
+                     "device": meta.get("device", "cpu"),
+                     "precision": meta.get("precision", "fp32"),
                      "wall time": _seconds(meta.get("elapsed_s"))})
     return rows
 
@@ -148,7 +149,8 @@ def provenance(results: list[Result], root: Path) -> tuple[list[str], list[dict]
         lines.append(f"Preset {preset['name']} (precision setting {preset['precision']!r}): "
                      f"{preset['description']}")
         if "bf16" in used and preset["precision"] != "bf16":
-            lines.append(f"WARNING: precision {preset['precision']!r} resolved to bf16 for at least "
+            lines.append(f"WARNING: precision {preset['precision']!r} resolved to bf16 for at "
+                         "least "
                          "one training on this machine, whatever the preset's text says; bf16 "
                          "parity with fp32 is not measured (bench/bf16_parity.py).")
     return lines, rows

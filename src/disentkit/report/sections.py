@@ -116,7 +116,8 @@ def html_health(extra: Extras, title: str) -> list[str]:
 
 
 def html_notes(extra: Extras, section: str) -> list[str]:
-    return [f'<p class="note">{html.escape(text)}</p>' for sec, text in extra.notes if sec == section]
+    return [f'<p class="note">{html.escape(text)}</p>'
+            for sec, text in extra.notes if sec == section]
 
 
 def html_glossary(extra: Extras) -> list[str]:
