@@ -2,10 +2,10 @@
 
 The paper's real targets (Coil-100-Augmented, RGB-D Objects; Dapueto et al. 2024, §4.1) must be
 downloaded by the user. For runs on a fresh machine disentkit builds its own small real target from
-the photograph ``skimage.data.coins()`` (24 Greek coins on a dark background, 303x384 grey; public
-domain, Walters Art Museum): each coin is segmented, centred on a black 128x128 canvas, and given
-Coil-100-Augmented's in-plane rotation (18) and scale (9) grid with exactly the same code, so it
-is Coil-100-Augmented with 24 objects and no turntable pose.
+the photograph ``skimage.data.coins()`` (24 Greek coins on a dark background, 303x384 grey; no
+known copyright restrictions, Brooklyn Museum Collection): each coin is segmented, centred on a
+black 128x128 canvas, and given Coil-100-Augmented's in-plane rotation (18) and scale (9) grid
+with exactly the same code, so it is Coil-100-Augmented with 24 objects and no turntable pose.
 
 What it is: real photographic texture and shading, with two exactly known geometric factors and
 one categorical factor (coin identity, which also carries each coin's size and design).

@@ -261,12 +261,13 @@ def check_backend(backend: str) -> str:
 
 
 def import_lightgbm():
-    """LightGBM, imported lazily: it is the optional extra ``disentkit[fast]``."""
+    """LightGBM, imported lazily (a heavy import); a core dependency: the ``fast`` trees."""
     try:
         import lightgbm
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ValueError(
-            "backend 'fast' needs LightGBM; install the extra: pip install 'disentkit[fast]'"
+            "backend 'fast' needs LightGBM, a dependency of disentkit missing from this "
+            "environment: pip install 'lightgbm>=4.0' (or use --backend reference)"
         ) from exc
     return lightgbm
 
