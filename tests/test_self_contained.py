@@ -20,7 +20,9 @@ TEXT_SUFFIXES = {
     ".py", ".md", ".txt", ".rst", ".yaml", ".yml", ".json", ".toml", ".cfg", ".ini", ".sh",
     ".cff", ".in", ".html",
 }
-SKIP_DIRS = {".git", ".venv", "venv", "build", "dist", "__pycache__", ".pytest_cache", "node_modules"}
+SKIP_DIRS = {
+    ".git", ".venv", "venv", "build", "dist", "__pycache__", ".pytest_cache", "node_modules",
+}
 #: paths that live outside the repository (spelt in pieces so that this file does not match itself)
 OUTSIDE = [
     re.compile(re.escape("..") + r"/" + "shared"),
@@ -83,14 +85,17 @@ def slug(heading: str) -> str:
 
 
 def section_has_item(page: Path, heading_word: str, number: int) -> bool:
-    """Is there a heading containing ``heading_word`` followed by a list item ``number.``?"""
+    """Is item ``number`` in a section whose heading contains ``heading_word``? An item is a
+    numbered list entry (``7. ...``) or a sub-heading (``### 7. ...``, ``### Principle 7``)."""
     text = read(page)
-    for m in re.finditer(r"^#{1,6}\s+(.+)$", text, re.M):
-        if heading_word.lower() in m.group(1).lower():
+    lead = rf"(?:\s*(?:\*\*)?|#{{1,6}}\s+(?:{heading_word}\w*\s+)?)"
+    item = re.compile(rf"^{lead}{number}(?:[.):]|\s|$)", re.M | re.I)
+    for m in re.finditer(r"^(#{1,6})\s+(.+)$", text, re.M):
+        if heading_word.lower() in m.group(2).lower():
             body = text[m.end():]
-            nxt = re.search(r"^#{1,6}\s", body, re.M)
-            body = body[: nxt.start()] if nxt else body
-            if re.search(rf"^\s*{number}\.\s", body, re.M):
+            level = len(m.group(1))
+            nxt = re.search(rf"^#{{1,{level}}}\s", body, re.M)
+            if item.search(body[: nxt.start()] if nxt else body):
                 return True
     return False
 
@@ -152,7 +157,7 @@ def test_docstrings_cite_docs_and_sections_that_exist():
         heads = [h.lower() for h in headings(page)]
         if m["principle"]:
             if not section_has_item(page, "principle", int(m["principle"])):
-                problems.append(f"{where}: no principle {m['principle']} under a 'Principles' heading")
+                problems.append(f"{where}: no principle {m['principle']} under 'Principles'")
         elif m["quoted"]:
             if not any(m["quoted"].lower() in h for h in heads):
                 problems.append(f"{where}: no heading {m['quoted']!r}")
@@ -198,13 +203,15 @@ def test_the_checks_catch_outside_paths(snippet):
 def test_the_citation_pattern_reads_the_docstring_forms():
     forms = {
         "(docs/architecture.md, principle 7)": ("architecture.md", "7", None, None),
-        '(docs/architecture.md, "Contracts", "Metrics")': ("architecture.md", None, "Contracts", None),
+        '(docs/architecture.md, "Contracts", "Metrics")':
+            ("architecture.md", None, "Contracts", None),
         "(docs/science.md, pitfalls)": ("science.md", None, None, "pitfalls"),
         "(docs/science.md, Method 1)": ("science.md", None, None, "Method"),
     }
     for text, (page, principle, quoted, word) in forms.items():
         m = CITATION.search(text)
         assert m is not None, text
-        assert (m["page"], m["principle"], m["quoted"], m["word"]) == (page, principle, quoted, word)
+        got = (m["page"], m["principle"], m["quoted"], m["word"])
+        assert got == (page, principle, quoted, word)
     assert slug("Pitfalls of the reference code") == "pitfalls-of-the-reference-code"
     assert slug("Coins-Augmented (built in)") == "coins-augmented-built-in"
