@@ -46,9 +46,15 @@ def test_every_install_hint_names_an_existing_extra(project):
 
 
 def test_package_data_and_typing_marker_are_shipped(project):
+    """Every non-Python file inside the package (presets, studies, the typing marker) is
+    matched by a package-data pattern, so the wheel carries it."""
     assert (PACKAGE / "py.typed").is_file()
-    data = project["tool"]["setuptools"]["package-data"]["disentkit"]
-    assert {"py.typed", "presets/*.json", "studies/*.yaml"} <= set(data)
+    patterns = project["tool"]["setuptools"]["package-data"]["disentkit"]
+    data_files = [p.relative_to(PACKAGE) for p in PACKAGE.rglob("*") if p.is_file()
+                  and p.suffix not in {".py", ".pyc"} and "__pycache__" not in p.parts]
+    assert any(p.as_posix() == "py.typed" for p in data_files)
+    unshipped = [p.as_posix() for p in data_files if not any(p.match(g) for g in patterns)]
+    assert not unshipped, f"package files no package-data pattern ships: {unshipped}"
     assert "Typing :: Typed" in project["project"]["classifiers"]
 
 
