@@ -36,7 +36,7 @@ DOCS_PATH = re.compile(r"(?<![\w/.-])docs/[\w/.-]*\w\.(?:md|png|py)\b")
 #: ``docs/<page>.md, <section>`` as the docstrings write it
 CITATION = re.compile(
     r"docs/(?P<page>[\w/-]+\.md),\s*(?:principle\s+(?P<principle>\d+)|\"(?P<quoted>[^\"]+)\""
-    r"|(?P<word>[A-Za-z]+)(?:\s+(?P<item>\d+)\b)?)"
+    r"|§\s*(?P<section>\d+)|(?P<word>[A-Za-z]+)(?:\s+(?P<item>\d+)\b)?)"
 )
 #: a relative Markdown link target, optionally with an anchor
 MD_LINK = re.compile(r"\]\((?!https?:|mailto:|#)(?P<path>[^)\s#]*)(?:#(?P<anchor>[^)\s]+))?\)")
@@ -136,7 +136,7 @@ def test_every_cited_docs_path_exists():
 def citations() -> list[tuple[str, int, re.Match]]:
     found = []
     for p in text_files():
-        if p.suffix != ".py":
+        if p.suffix != ".py" or p == Path(__file__).resolve():  # this file's forms are examples
             continue
         text = read(p)
         for m in CITATION.finditer(text):
@@ -158,6 +158,10 @@ def test_docstrings_cite_docs_and_sections_that_exist():
         if m["principle"]:
             if not section_has_item(page, "principle", int(m["principle"])):
                 problems.append(f"{where}: no principle {m['principle']} under 'Principles'")
+        elif m["section"]:
+            number = m["section"]
+            if not any(re.match(rf"(§\s*)?{number}\b", h) or f"§{number}" in h for h in heads):
+                problems.append(f"{where}: no heading numbered {number} (e.g. '## {number}. ...')")
         elif m["quoted"]:
             if not any(m["quoted"].lower() in h for h in heads):
                 problems.append(f"{where}: no heading {m['quoted']!r}")
@@ -207,11 +211,13 @@ def test_the_citation_pattern_reads_the_docstring_forms():
             ("architecture.md", None, "Contracts", None),
         "(docs/science.md, pitfalls)": ("science.md", None, None, "pitfalls"),
         "(docs/science.md, Method 1)": ("science.md", None, None, "Method"),
+        "(docs/architecture.md, §6)": ("architecture.md", None, None, None),
     }
     for text, (page, principle, quoted, word) in forms.items():
         m = CITATION.search(text)
         assert m is not None, text
         got = (m["page"], m["principle"], m["quoted"], m["word"])
         assert got == (page, principle, quoted, word)
+    assert CITATION.search("(docs/architecture.md, §6)")["section"] == "6"
     assert slug("Pitfalls of the reference code") == "pitfalls-of-the-reference-code"
     assert slug("Coins-Augmented (built in)") == "coins-augmented-built-in"
