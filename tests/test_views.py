@@ -22,7 +22,7 @@ from disentkit.metrics._common import split_rows
 
 
 def _check_rows(ds, rows, n_asked):
-    """The protocol's invariants on one draw (docs/architecture.md, §6)."""
+    """The protocol's invariants on one draw (docs/metrics.md, "evaluation")."""
     f, rec = rows.factors, rows.record
     codes = ds.grid_code(f)
     assert len(np.unique(codes)) == len(f) == rec["n"] == rec["distinct_combinations"]

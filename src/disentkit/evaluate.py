@@ -8,7 +8,7 @@ owns the two steps and the file between them and the report:
 * :func:`encode` — (model, dataset, n, sampling, seed) → codes and factor classes. The rows never
   repeat a factor combination, and the classifiers' train/test split (the first 2/3 of the rows,
   :func:`disentkit.metrics._common.split_rows`) falls between whole lines, so no test combination
-  (nor a line a test row belongs to) is seen in training (docs/architecture.md, §6). Where the
+  (nor a line a test row belongs to) is seen in training (docs/metrics.md, "evaluation"). Where the
   evaluated part holds fewer combinations than ``n``, all are used and the smaller ``n`` recorded.
 * :func:`evaluate_model` — encode, compute the metrics and write, atomically,
   ``representations.npz`` + ``classes.csv`` (the interchange format), ``results.json`` (schema
@@ -329,7 +329,7 @@ def model_info(cfg, run_dir: str | Path) -> dict:
 
 def untrained_network(cfg, in_channels: int):
     """The network of run config ``cfg`` at its initialisation (the same seed, no weights loaded):
-    the floor every trained number is read beside (docs/architecture.md, §6)."""
+    the floor every trained number is read beside (docs/metrics.md, "evaluation")."""
     from disentkit.train.prepare import build_network, seeds
 
     untrained_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=None))

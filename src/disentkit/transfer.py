@@ -400,7 +400,7 @@ def _target_floor(src_cfg, src_channels: int, channels: int, eval_set, out: Path
                   settings: EvalSettings) -> dict:
     """The untrained network of the source's architecture and initialisation, channels adapted by
     the same rule as the source, evaluated on the same rows as ``before``: what an encoder that
-    learned nothing scores on this target (docs/architecture.md, §6), so that a zero-shot 1.00
+    learned nothing scores on this target (docs/metrics.md, "evaluation"), so that a zero-shot 1.00
     is never read without it."""
     if is_complete(out / "floor"):
         return evaluate_model(None, eval_set, out / "floor", info, settings)
