@@ -10,9 +10,10 @@ of samples that differ in one factor, which lines provide.
 it never repeats a factor combination — *combinations*, not images, define a duplicate, so
 datasets whose images carry per-image randomness (noise, scream patches) follow the same rule —
 and where the part holds fewer combinations than asked it returns all of them, so the caller
-records the smaller ``n``. :func:`draw_rows` orders those rows for the metrics, whose classifiers train on
-the first ⌈2/3·n⌉ rows (:func:`disentkit.metrics._common.split_rows`): the boundary falls between
-two lines, so no test row shares a line — let alone a combination — with a training row.
+records the smaller ``n``. :func:`draw_rows` orders those rows for the metrics, whose
+classifiers train on the first ⌈2/3·n⌉ rows (:func:`disentkit.metrics._common.split_rows`): the
+boundary falls between two lines, so no test row shares a line — let alone a combination — with
+a training row.
 """
 
 from __future__ import annotations
