@@ -35,6 +35,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from disentkit import runfolder
 from disentkit.config import to_dict
 from disentkit.data.base import FactorDataset
 from disentkit.data.kinds import kinds_of
@@ -157,9 +158,16 @@ class TransferConfig:
             raise ValueError(f"fine-tuning steps must be >= 1 (or finetune 'none'), found {self.steps}")
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ValueError(f"heldout_fraction must be in (0, 1), found {self.heldout_fraction}")
-        if self.beta < 0 or self.lr <= 0 or self.batch_size < 1:
-            raise ValueError(f"need beta >= 0, lr > 0, batch_size >= 1; found {self.beta}, "
-                             f"{self.lr}, {self.batch_size}")
+        if not (0 <= self.beta < float("inf")) or not (0 < self.lr < float("inf")) \
+                or self.batch_size < 1:  # written so that NaN fails every comparison
+            raise ValueError(f"need finite beta >= 0, finite lr > 0, batch_size >= 1; found "
+                             f"{self.beta}, {self.lr}, {self.batch_size}")
+        ev = self.eval  # checked here because transfer.json is saved before the evaluation runs
+        if ev.n < 2 or ev.batch_size < 1 or ev.bootstrap < 0 or not 0 < ev.train_fraction < 1:
+            raise ValueError(f"evaluation needs n >= 2, batch_size >= 1, bootstrap >= 0 and "
+                             f"train_fraction in (0, 1); found n={ev.n}, batch_size="
+                             f"{ev.batch_size}, bootstrap={ev.bootstrap}, train_fraction="
+                             f"{ev.train_fraction}")
         return self
 
     def resolved(self) -> "TransferConfig":
@@ -367,6 +375,8 @@ def transfer(cfg: TransferConfig, out_dir: str | Path, *,
         train_set = CombinationSubset(target, "train", cfg.heldout_fraction, cfg.split_seed)
         eval_set = CombinationSubset(target, "heldout", cfg.heldout_fraction, cfg.split_seed)
         split = f"held-out combinations ({cfg.heldout_fraction:.0%} of the grid, split seed {cfg.split_seed})"
+    runfolder.check_output(out, overwrite=False, allow_unmarked=(out / "transfer.json").is_file())
+    runfolder.write_marker(out, "transfer", to_dict(cfg))
     write_json(out / "transfer.json", {"config": to_dict(cfg), "channel_rule": rule,
                                        "eval_split": split, "source_config": to_dict(src_cfg),
                                        "source_checkpoint_sha256": source_sha256})

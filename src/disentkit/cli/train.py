@@ -169,7 +169,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from disentkit.config import to_dict
     from disentkit.train import train
     from disentkit.train.logging import read_log
+    from disentkit.train.prepare import is_run_folder
 
+    if args.resume and not is_run_folder(Path(args.out)):  # a mistyped folder must not start over
+        raise ValueError(f"--resume: {args.out} holds no run (no config.json or checkpoint/); "
+                         "check the path, or drop --resume to start a new run")
     apply_cache_dir(args)
     cfg = resolve_config(args)
     preflight(cfg)

@@ -82,14 +82,12 @@ def load_checkpoint(run_dir: str | Path) -> TrainingState:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
+            _check_metadata(meta, path)  # before any tensor is read
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({exc})") from exc
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not a disentkit checkpoint: expected metadata format={FORMAT!r}, "
-            f"found {meta.get('format')!r}"
-        )
     try:
         state = TrainingState(
             step=int(meta["step"]),
@@ -100,7 +98,7 @@ def load_checkpoint(run_dir: str | Path) -> TrainingState:
         )
         if "optimizer" in meta:
             state.optimizer = _unflatten_optimizer(tensors, json.loads(meta["optimizer"]))
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"checkpoint {path} has malformed metadata ({exc!r})") from exc
     if not state.model:
         raise CheckpointError(f"checkpoint {path} holds no model weights")
@@ -135,15 +133,77 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": groups}
 
 
+#: NumPy bit generators a checkpoint may name (never ``getattr`` on file content)
+BIT_GENERATORS = {"PCG64": np.random.PCG64, "PCG64DXSM": np.random.PCG64DXSM,
+                  "Philox": np.random.Philox, "SFC64": np.random.SFC64, "MT19937": np.random.MT19937}
+_META_KEYS = {"format", "step", "info", "optimizer", "numpy_rng"}
+
+
+class CheckpointCorruptError(CheckpointError, ValueError):
+    """Metadata of a checkpoint outside the allow-list (caught apart from safetensors' errors)."""
+
+
+def _check_metadata(meta: dict, path: Path) -> None:
+    """Validate the metadata strings against an allow-list before anything else is read."""
+    def bad(what: str):
+        raise CheckpointCorruptError(f"{path} is not a disentkit checkpoint: {what}")
+
+    if meta.get("format") != FORMAT:
+        bad(f"expected metadata format={FORMAT!r}, found {str(meta.get('format'))[:60]!r}")
+    unknown = sorted(set(meta) - _META_KEYS)
+    if unknown:
+        bad(f"unknown metadata keys {unknown[:5]}; expected a subset of {sorted(_META_KEYS)}")
+    if not str(meta.get("step", "")).isdigit():
+        bad(f"step must be a non-negative integer, found {str(meta.get('step'))[:60]!r}")
+    try:
+        info = json.loads(meta.get("info", "{}"))
+        rng = json.loads(meta["numpy_rng"]) if "numpy_rng" in meta else None
+        opt = json.loads(meta["optimizer"]) if "optimizer" in meta else None
+    except ValueError as exc:
+        bad(f"metadata is not valid JSON ({exc})")
+    if not isinstance(info, dict):
+        bad("metadata 'info' must be a JSON object")
+    if rng is not None and not (isinstance(rng, dict) and rng.get("bit_generator") in BIT_GENERATORS):
+        bad(f"numpy_rng must name one of {sorted(BIT_GENERATORS)}, found "
+            f"{str(rng.get('bit_generator') if isinstance(rng, dict) else rng)[:60]!r}")
+    if opt is not None and not (isinstance(opt, dict) and isinstance(opt.get("param_groups"), list)
+                                and isinstance(opt.get("scalars"), dict)
+                                and isinstance(opt.get("indices"), list)):
+        bad("metadata 'optimizer' must hold param_groups, scalars and indices")
+
+
 def numpy_rng_state(rng: np.random.Generator) -> dict[str, Any]:
     return rng.bit_generator.state
 
 
 def restore_numpy_rng(state: dict[str, Any]) -> np.random.Generator:
     """A Generator whose bit generator (PCG64 by default) continues from ``state``."""
-    bit_generator = getattr(np.random, state["bit_generator"])()
-    bit_generator.state = state
+    cls = BIT_GENERATORS.get(state.get("bit_generator")) if isinstance(state, dict) else None
+    if cls is None:
+        raise CheckpointError(f"unknown NumPy bit generator in a checkpoint; expected one of "
+                              f"{sorted(BIT_GENERATORS)}")
+    bit_generator = cls()
+    try:
+        bit_generator.state = state
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"malformed NumPy generator state in a checkpoint ({exc})") from exc
     return np.random.Generator(bit_generator)
+
+
+def remove_temporaries(run_dir: str | Path) -> list[Path]:
+    """Delete the temporary files a killed save left in ``run_dir`` and its checkpoint folder
+    (names ``.<target>.<random>.tmp``, see :func:`disentkit.io.atomic_path`); return them."""
+    from disentkit.runfolder import TEMP_NAME
+
+    gone = []
+    for folder in (Path(run_dir), Path(run_dir) / CHECKPOINT_DIR):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if TEMP_NAME.match(p.name) and p.is_file() and not p.is_symlink():
+                p.unlink()
+                gone.append(p)
+    return gone
 
 
 def load_model_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source) -> None:

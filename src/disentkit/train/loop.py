@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from disentkit import runfolder
 from disentkit.config import TrainConfig, save
 from disentkit.methods.base import NonFiniteLossError
 from disentkit.train import checkpoint as ckpt
@@ -27,7 +28,23 @@ from disentkit.train.batches import batch_stream
 from disentkit.train.logging import Progress, RunLog, TensorBoardLog
 
 
-def train(
+def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+          progress: bool | None | Callable[[int, int], None] = None, dataset=None) -> Path:
+    """Train ``cfg`` into the run folder ``out_dir`` and return its path (see :func:`_train`).
+
+    The folder is held by an exclusive lock while the run writes it, and a non-empty folder that
+    disentkit did not make is refused before anything is written (:mod:`disentkit.runfolder`).
+    """
+    cfg.validate()
+    run_dir = Path(out_dir)
+    runfolder.check_output(run_dir, overwrite,
+                           allow_unmarked=resume or (prepare.is_run_folder(run_dir) and not overwrite))
+    with runfolder.hold(run_dir):
+        return _train(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress,
+                      dataset=dataset)
+
+
+def _train(
     cfg: TrainConfig,
     out_dir: str | Path,
     *,

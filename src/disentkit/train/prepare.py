@@ -7,7 +7,6 @@ Kept apart from :mod:`disentkit.train.loop` so that the loop itself reads top to
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from disentkit.config import TrainConfig, from_dict, to_dict
 from disentkit.errors import DisentkitError
 from disentkit.io import read_json
 from disentkit.methods.base import Batch
+from disentkit import runfolder
 
 #: run settings that may change when a run is resumed (the rest must match the saved config)
 RESUMABLE_CHANGES = ("run.steps", "run.log_every", "run.checkpoint_every", "run.threads",
@@ -73,12 +73,21 @@ def is_run_folder(run_dir: Path) -> bool:
 
 def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
     """Guard an existing run: refuse to clobber it unless ``overwrite``; on ``resume`` check that
-    only run settings (steps, logging, device…) differ from the saved config."""
-    if not is_run_folder(run_dir):
-        return
-    if overwrite:
-        shutil.rmtree(run_dir)
-        return
+    only run settings (steps, logging, device…) differ from the saved config. ``overwrite``
+    removes only what disentkit wrote, and only in a folder carrying our marker
+    (:mod:`disentkit.runfolder`). The folder is marked as ours on the way out; the temporary
+    files of a save that was killed are removed."""
+    from disentkit.train.checkpoint import remove_temporaries
+
+    remove_temporaries(run_dir)
+    if overwrite and not runfolder.is_empty(run_dir):
+        runfolder.clear(run_dir)
+    elif is_run_folder(run_dir):
+        _check_existing(run_dir, cfg, resume)
+    runfolder.write_marker(run_dir, "train", to_dict(cfg))
+
+
+def _check_existing(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
     saved = _saved_config(run_dir)
     if not resume:
         from disentkit.train.checkpoint import checkpoint_path, load_checkpoint
