@@ -170,11 +170,31 @@ def hold(folder: str | os.PathLike) -> Iterator[Path]:
     Raises :class:`FolderLockedError` naming the holder when another live process has it.
     """
     folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with _locked(folder):
+            yield folder
+    finally:
+        if created:  # a run that failed before writing anything leaves nothing behind
+            _remove_if_bare(folder)
+
+
+def _remove_if_bare(folder: Path) -> None:
+    entries = _entries(folder)
+    if all(p.name in (LOCK_FILE, MARKER) and p.is_file() for p in entries):
+        with contextlib.suppress(OSError):
+            for p in entries:
+                p.unlink()
+            folder.rmdir()
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
     path = folder / LOCK_FILE
     if fcntl is None:  # pragma: no cover - Windows
         with _exclusive_file(path):
-            yield folder
+            yield
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -187,7 +207,7 @@ def hold(folder: str | os.PathLike) -> Iterator[Path]:
         os.ftruncate(fd, 0)
         os.write(fd, _identity().encode("utf-8"))
         try:
-            yield folder
+            yield
         finally:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)

@@ -109,8 +109,12 @@ class DSprites(FactorDataset):
                 f"dSprites latents_classes must be int [{n}, 6], found {cls_dtype} {list(shape)}",
                 EXPECTED_LAYOUT,
             )
-        with np.load(path, allow_pickle=False) as data:
-            classes = np.asarray(data["latents_classes"], dtype=np.int64)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                classes = np.asarray(data["latents_classes"], dtype=np.int64)
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise DataLayoutError(path, f"dSprites latents_classes cannot be read ({exc})",
+                                  EXPECTED_LAYOUT) from exc
         if n == 0:
             raise DataLayoutError(path, "dSprites file has no rows", EXPECTED_LAYOUT)
         if (classes.min(axis=0) < 0).any() or (classes.max(axis=0) >= FACTOR_SIZES).any():
@@ -138,8 +142,12 @@ class DSprites(FactorDataset):
             except ValueError:  # Fortran order, an object array, an odd header: np.load reads it
                 self._imgs = None
         if self._imgs is None:
-            with np.load(self._path, allow_pickle=False) as data:
-                self._imgs = data["imgs"]
+            try:
+                with np.load(self._path, allow_pickle=False) as data:
+                    self._imgs = data["imgs"]
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:  # CRC, truncation
+                raise DataLayoutError(self._path, f"dSprites imgs cannot be read ({exc})",
+                                      EXPECTED_LAYOUT) from exc
         return self._imgs
 
     # ------------------------------------------------------------------ contract
@@ -151,7 +159,12 @@ class DSprites(FactorDataset):
         factors = self.check_factors(factors)
         if self._path is not None:
             rows = self.factors_to_index(factors)
-            return self._file_images()[rows][:, None].astype(np.float32)
+            batch = self._file_images()[rows]
+            if batch.size and batch.max() > 1:  # the public release stores 0/1, not 0/255
+                raise DataLayoutError(
+                    self._path, f"dSprites imgs must hold 0/1 values, found a maximum of "
+                    f"{int(batch.max())} (a 0/255 export? divide it by 255)", EXPECTED_LAYOUT)
+            return batch[:, None].astype(np.float32)
         return sprite_masks(factors)[:, None].astype(np.float32)
 
     # ------------------------------------------------------------------ export

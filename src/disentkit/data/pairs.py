@@ -8,11 +8,14 @@ never chosen, so no pair is two copies of one image (docs/science.md, pitfalls).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from disentkit.data.base import FactorDataset
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,38 +78,103 @@ def sample_pair_factors(
     return _pairs_on_table_rejection(dataset, f1, kk, varying, rng)
 
 
+@dataclass
+class PairIndex:
+    """Built once per incomplete grid: for each factor j, the table rows sorted by *line* (rows
+    that agree on every factor but j), and which rows have a partner on some line.
+
+    With it the sampler never searches: a first image is drawn among rows that have a partner,
+    so no loop can run unbounded on a sparse grid (issue 14: a cut of dSprites hung forever).
+    """
+
+    table: np.ndarray
+    line_keys: list[np.ndarray]
+    line_codes: list[np.ndarray]
+    line_order: list[np.ndarray]
+    pairable_rows: np.ndarray  # indices of rows with at least one partner
+    factors_with_pairs: np.ndarray  # bool [K]
+
+
+def pair_index(dataset: FactorDataset) -> PairIndex:
+    """The :class:`PairIndex` of ``dataset``'s combination table (cached on the dataset).
+
+    Warns once about factors that no two combinations differ in (they are never changed) and
+    raises ``ValueError`` naming the dataset when no factor has a pair at all.
+    """
+    table = np.asarray(dataset.combinations, dtype=np.int64)
+    cached = getattr(dataset, "_pair_index_cache", None)
+    if cached is not None and cached[0] is dataset.combinations:
+        return cached[1]
+    radix = dataset._radix
+    codes = table @ radix
+    keys_, codes_, order_ = [], [], []
+    has = np.zeros(table.shape, dtype=bool)
+    for j in range(table.shape[1]):
+        keys = codes - table[:, j] * radix[j]
+        order = np.lexsort((codes, keys))  # by line, then by code within the line
+        sk = keys[order]
+        _, inverse, counts = np.unique(sk, return_inverse=True, return_counts=True)
+        has[order, j] = counts[inverse] > 1
+        keys_.append(sk)
+        codes_.append(codes[order])
+        order_.append(order)
+    with_pairs = has.any(axis=0)
+    if not with_pairs.any():
+        raise ValueError(
+            f"{dataset.name}: no two of its {len(table)} factor combinations differ in exactly one "
+            f"factor, so weak-supervision pairs cannot be drawn; use a denser subset of the grid "
+            f"or a method without pairs (beta-vae)")
+    varying = np.asarray(dataset.factor_sizes) > 1
+    missing = [n for n, v, w in zip(dataset.factor_names, varying, with_pairs) if v and not w]
+    if missing:
+        logger.warning("%s: no two combinations differ only in factor(s) %s; pairs never change "
+                       "them", dataset.name, ", ".join(missing))
+    index = PairIndex(table, keys_, codes_, order_, np.flatnonzero(has.any(axis=1)), with_pairs)
+    dataset._pair_index_cache = (dataset.combinations, index)
+    return index
+
+
+def check_pairs(dataset: FactorDataset, k: int | tuple[int, int] = 1) -> None:
+    """Refuse, before any training, a dataset on which pairs changing ``k`` factors cannot be
+    drawn (raises ``ValueError`` naming the dataset)."""
+    sizes = np.asarray(dataset.factor_sizes, dtype=np.int64)
+    _resolve_k(k, int((sizes > 1).sum()), 1, np.random.default_rng(0))
+    if dataset.combinations is not None:
+        pair_index(dataset)
+
+
+def _line_positions(index: PairIndex, f1: np.ndarray, radix: np.ndarray):
+    n, K = f1.shape
+    code1 = f1 @ radix
+    starts = np.zeros((n, K), dtype=np.int64)
+    others = np.zeros((n, K), dtype=np.int64)
+    for j in range(K):
+        k1 = code1 - f1[:, j] * radix[j]
+        lo = np.searchsorted(index.line_keys[j], k1, side="left")
+        hi = np.searchsorted(index.line_keys[j], k1, side="right")
+        starts[:, j], others[:, j] = lo, hi - lo - 1  # members other than f1 itself
+    return code1, starts, others
+
+
 def _pairs_on_table_single(dataset: FactorDataset, f1: np.ndarray, rng: np.random.Generator):
     """k = 1 on an incomplete grid: the partner is drawn among existing rows of the same line.
 
     A "line" for factor j is the set of table rows that agree with f1 on every factor but j.
     The changed factor is drawn uniformly among those whose line has another member, and the
-    partner uniformly among that line's other members.
+    partner uniformly among that line's other members. A first image without any partner is
+    replaced by one drawn uniformly among the rows that have one (the distribution a rejection
+    loop would give, without its risk of never ending).
     """
-    table = np.asarray(dataset.combinations, dtype=np.int64)
+    index = pair_index(dataset)
     n, K = f1.shape
     radix = dataset._radix
-    codes = table @ radix
-    while True:
-        code1 = f1 @ radix
-        line_keys, line_codes, line_order = [], [], []
-        starts = np.zeros((n, K), dtype=np.int64)
-        others = np.zeros((n, K), dtype=np.int64)
-        for j in range(K):
-            keys = codes - table[:, j] * radix[j]
-            order = np.lexsort((codes, keys))  # by line, then by code within the line
-            line_keys.append(keys[order])
-            line_codes.append(codes[order])
-            line_order.append(order)
-            k1 = code1 - f1[:, j] * radix[j]
-            lo = np.searchsorted(line_keys[j], k1, side="left")
-            hi = np.searchsorted(line_keys[j], k1, side="right")
-            starts[:, j], others[:, j] = lo, hi - lo - 1  # members other than f1 itself
-        stuck = ~(others > 0).any(axis=1)
-        if not stuck.any():
-            break
-        # A combination alone on every line has no partner: draw another first image.
+    code1, starts, others = _line_positions(index, f1, radix)
+    stuck = ~(others > 0).any(axis=1)
+    if stuck.any():
         f1 = f1.copy()
-        f1[stuck] = dataset.sample_factors(int(stuck.sum()), rng)
+        pick = rng.integers(0, len(index.pairable_rows), size=int(stuck.sum()))
+        f1[stuck] = index.table[index.pairable_rows[pick]]
+        code1, starts, others = _line_positions(index, f1, radix)
     j = np.where(others > 0, rng.random((n, K)), np.inf).argmin(axis=1)
     rows = np.arange(n)
     r = rng.integers(0, others[rows, j])
@@ -115,8 +183,8 @@ def _pairs_on_table_single(dataset: FactorDataset, f1: np.ndarray, rng: np.rando
         sel = rows[j == jj]
         pos = starts[sel, jj] + r[sel]
         # members sorted by code: skip f1 itself by shifting picks at or after its position
-        pos = pos + (line_codes[jj][pos] >= code1[sel])
-        f2[sel] = table[line_order[jj][pos]]
+        pos = pos + (index.line_codes[jj][pos] >= code1[sel])
+        f2[sel] = index.table[index.line_order[jj][pos]]
     mask = np.zeros((n, K), dtype=bool)
     mask[rows, j] = True
     return f1, f2, mask

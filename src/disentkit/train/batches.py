@@ -9,13 +9,25 @@ checkpoint taken after that batch's step must save for a resumed run to see the 
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from typing import Iterator
 
 import numpy as np
 
+from disentkit.errors import DisentkitError
 from disentkit.train.checkpoint import numpy_rng_state
+
+log = logging.getLogger(__name__)
+
+#: seconds without a batch before the stream gives up (drawing one takes milliseconds to seconds)
+STALL_S = 300.0
+POLL_S = 0.25
+
+
+class BatchStreamError(DisentkitError):
+    """The background thread that draws training batches died or stalled."""
 
 
 def draw_batch(dataset, pairs: bool, n: int, rng: np.random.Generator, k: int) -> dict:
@@ -29,8 +41,12 @@ def draw_batch(dataset, pairs: bool, n: int, rng: np.random.Generator, k: int) -
 
 
 def batch_stream(dataset, pairs: bool, n: int, rng: np.random.Generator, k: int, count: int,
-                 prefetch: bool = True) -> Iterator[tuple[dict, dict]]:
-    """Yield ``count`` pairs (batch arrays, generator state after drawing it)."""
+                 prefetch: bool = True, stall_s: float = STALL_S) -> Iterator[tuple[dict, dict]]:
+    """Yield ``count`` pairs (batch arrays, generator state after drawing it).
+
+    With ``prefetch`` a producer thread draws ahead; its exception is re-raised here, and a
+    producer that dies or delivers nothing for ``stall_s`` seconds raises :class:`BatchStreamError`.
+    """
     if not prefetch:
         for _ in range(count):
             arrays = draw_batch(dataset, pairs, n, rng, k)
@@ -59,12 +75,35 @@ def batch_stream(dataset, pairs: bool, n: int, rng: np.random.Generator, k: int,
 
     thread = threading.Thread(target=produce, name="disentkit-batches", daemon=True)
     thread.start()
+    stalled = False
     try:
         for _ in range(count):
-            item = out.get()
+            try:
+                item = _next(out, thread, stall_s)
+            except BatchStreamError:
+                stalled = True
+                raise
             if isinstance(item, BaseException):
                 raise item
             yield item
     finally:
         stop.set()
-        thread.join()
+        thread.join(timeout=1.0 if stalled else None)  # a stuck daemon thread is abandoned
+
+
+def _next(out: queue.Queue, thread: threading.Thread, stall_s: float):
+    """The next item of ``out``; an error when its producer died silently or has not delivered
+    for ``stall_s`` seconds, so the main thread never waits without a word."""
+    waited = 0.0
+    while True:
+        try:
+            return out.get(timeout=POLL_S)
+        except queue.Empty:
+            waited += POLL_S
+        if not thread.is_alive() and out.empty():
+            raise BatchStreamError("the batch thread ended without delivering a batch")
+        if waited >= stall_s:
+            raise BatchStreamError(f"no training batch arrived for {stall_s:.0f} s: drawing a "
+                                   "batch is stuck (run with --set run.prefetch=false to see where)")
+        if waited % 30 < POLL_S:
+            log.warning("waiting %.0f s for the next training batch", waited)

@@ -175,6 +175,10 @@ def _get_dataset(cfg: TrainConfig):
 
 
 def _check_method_fits(cfg: TrainConfig, method, dataset) -> None:
+    if method.uses_pairs:  # pairs must exist before the first step (issue 14: a sparse grid hung)
+        from disentkit.data.pairs import check_pairs
+
+        check_pairs(dataset, cfg.data.k)
     if method.name == "gvae-labels" and cfg.model.latent_dim < dataset.num_factors:
         raise ValueError(
             f"gvae-labels ties factor k to latent dimension k: latent_dim must be >= the "
