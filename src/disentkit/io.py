@@ -21,6 +21,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     matplotlib infers the format) write to the temporary name unchanged.
     """
     path = Path(path)
+    if path.is_dir():
+        from disentkit.errors import DisentkitError
+
+        raise DisentkitError(f"{path} is a folder; expected the path of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
@@ -58,8 +62,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """Parse a JSON file; a file that is not UTF-8 JSON raises
+    :class:`~disentkit.errors.InputFileError` naming it (an Excel BOM is accepted)."""
+    from disentkit.errors import reading
+
+    with reading(path, "JSON", "a UTF-8 JSON file"):
+        with open(path, encoding="utf-8-sig") as f:
+            return json.load(f)
 
 
 def _json_default(obj: Any) -> Any:

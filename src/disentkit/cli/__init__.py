@@ -13,6 +13,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 from disentkit import __version__
 from disentkit.cli.common import HelpFormatter, add_logging_arguments, configure_logging
@@ -83,28 +84,48 @@ def sub_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser
     return out
 
 
+EXIT_BUG = 1
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. The one error boundary: every expected failure (our errors, bad values,
+    OS errors, undecodable input files; see :func:`disentkit.errors.user_message`) prints one
+    message naming the file and exits 2; anything else is a bug: its traceback, a request to
+    report it, exit 1. ``--debug`` (or ``DISENTKIT_DEBUG=1``) prints tracebacks of both."""
     from disentkit.data.cache import CACHE_ENV
-    from disentkit.errors import DisentkitError
+    from disentkit.errors import user_message
 
     parser = build_parser()
+    for p in [parser, *sub_parsers(parser)]:  # before or after the command name
+        p.add_argument("--debug", action="store_true",
+                       default=False if p is parser else argparse.SUPPRESS,
+                       help="print the full traceback of any error (for bug reports)")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    debug = args.debug or os.environ.get("DISENTKIT_DEBUG", "") not in ("", "0")
     restore_logging = configure_logging(args.verbosity)
     cache_env = os.environ.get(CACHE_ENV)  # --cache-dir sets it for this command only
     try:
         return int(args.func(args) or 0)
-    except (DisentkitError, ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"disentkit {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `disentkit datasets list | head`: the reader left, not an error
         sys.stdout = open(os.devnull, "w")  # no second error while Python flushes at exit
         return 0
+    except Exception as exc:  # noqa: BLE001 - this is the boundary
+        message = user_message(exc)
+        if debug or message is None:
+            traceback.print_exc()
+        if message is None:
+            print(f"disentkit {args.command}: internal error ({type(exc).__name__}: {exc}). "
+                  f"This is a bug in disentkit {__version__}; please report it to the "
+                  "project's issue tracker with the traceback above", file=sys.stderr)
+            return EXIT_BUG
+        print(f"disentkit {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         restore_logging()
         if cache_env is None:

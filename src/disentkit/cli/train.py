@@ -123,7 +123,11 @@ def resolve_config(args: argparse.Namespace):
     cfg = from_dict(TrainConfig, read_json(saved)) if args.resume and saved.is_file() else TrainConfig()
     if args.config:
         data = to_dict(cfg)
-        for section, values in read_json(args.config).items():  # a partial file is fine
+        given = read_json(args.config)
+        if not isinstance(given, dict):
+            raise ValueError(f"{args.config}: expected a JSON object of sections {sorted(data)}, "
+                             f"found a {type(given).__name__}")
+        for section, values in given.items():  # a partial file is fine
             if not isinstance(values, dict) or section not in data:
                 raise ValueError(f"{args.config}: expected sections {sorted(data)}, found {section!r}")
             data[section].update(values)
