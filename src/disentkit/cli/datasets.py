@@ -1,4 +1,4 @@
-"""``disentkit datasets list|show|export``."""
+"""``disentkit datasets list|show|export|verify``."""
 
 from __future__ import annotations
 
@@ -38,6 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p_export.add_argument("--out", required=True, help="file to write (.npz for dSprites, .h5 for Shapes3D)")
     p_export.set_defaults(func=cmd_export)
 
+    p_verify = dsub.add_parser(
+        "verify", help="read a whole downloaded dataset once; list unreadable or wrong-size files"
+    )
+    p_verify.add_argument("name")
+    p_verify.add_argument("--root", required=True, help="folder (or file) holding the dataset")
+    p_verify.add_argument("--cache-dir", default=None, help="cache folder (default: user cache)")
+    p_verify.set_defaults(func=cmd_verify)
+
 
 def cmd_list(args: argparse.Namespace) -> int:
     from disentkit.data.base import describe_class
@@ -76,3 +84,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = export(args.out)
     print(f"wrote {out}")
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when every file and row reads, else list the problems and exit 2."""
+    import sys
+
+    from disentkit.data.registry import dataset_class
+    from disentkit.data.verify import verify_dataset
+
+    dataset_class(args.name)  # an unknown name fails here, listing the valid ones
+    report = verify_dataset(args.name, args.root, cache_dir=args.cache_dir)
+    for where, problem in report.problems:
+        print(problem if problem.startswith(where) else f"{where}: {problem}")
+    summary = (f"{args.name} at {args.root}: {report.files_checked} image files and "
+               f"{report.rows_checked} rows read, {len(report.problems)} problem(s)")
+    print(summary, file=sys.stderr if report.problems else sys.stdout)
+    return 0 if report.ok else 2

@@ -323,7 +323,9 @@ def read_image(path) -> np.ndarray:
     """
     from PIL import Image
 
-    with Image.open(path) as im:
+    from disentkit.errors import reading
+
+    with reading(path, "an image", "a PNG or JPEG file Pillow can decode"), Image.open(path) as im:
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):
             return np.asarray(im, dtype=np.uint16) if im.mode != "I" else np.asarray(im).astype(
                 np.uint16)

@@ -38,7 +38,7 @@ from disentkit.data._augment import (
     uint8_to_images,
 )
 from disentkit.data.base import FactorDataset
-from disentkit.errors import DataLayoutError
+from disentkit.errors import DataLayoutError, reading
 
 COIL_OBJECTS: tuple[int, ...] = tuple(range(1, 101))
 COIL_ANGLES: tuple[int, ...] = tuple(range(0, 360, 5))
@@ -305,7 +305,8 @@ def read_classes_csv(path: Path, layout: str) -> tuple[np.ndarray, list[str]]:
     Each row's classes must agree with its file name (object o-1, pose a/5, rotation angle/20,
     scale index); a disagreement means a malformed table and names the line.
     """
-    with open(path, newline="") as f:
+    with reading(path, "the class table", "UTF-8 CSV"), open(path, newline="",
+                                                             encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != RELEASE_COLUMNS:

@@ -17,7 +17,7 @@ import numpy as np
 from disentkit.data import cache as cache_mod
 from disentkit.data._augment import check_channels, convert_channels, read_image, resize_to, to_uint8
 from disentkit.data.base import FactorDataset
-from disentkit.errors import DataLayoutError
+from disentkit.errors import DataLayoutError, reading
 
 OUT = 64
 LAYOUT = """ROOT/factors.csv      header: image,<factor 1>,<factor 2>,...  (one int column each)
@@ -30,8 +30,9 @@ def read_factors_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     """(factor names, image names, int table [M, K]) from ``factors.csv``, validated."""
     if not path.is_file():
         raise DataLayoutError(path, "factor table not found", LAYOUT)
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
+    with reading(path, "the factor table", "UTF-8 CSV"), open(path, newline="",
+                                                                encoding="utf-8-sig") as f:
+        reader = csv.reader(f)  # utf-8-sig: a byte-order mark (Excel's) is not part of 'image'
         header = [h.strip() for h in next(reader, [])]
         distinct = len(set(header)) == len(header) and all(header)
         if len(header) < 2 or header[0] != "image" or not distinct:
@@ -57,6 +58,17 @@ def read_factors_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     if not rows:
         raise DataLayoutError(path, "factors.csv lists no images", LAYOUT)
     return header[1:], names, np.array(rows, dtype=np.int64)
+
+
+def inside_root(root: Path, name: str, listed_in: Path) -> Path:
+    """``root / name``, refused when it resolves outside ``root`` (``../x.png``, an absolute
+    path, a symbolic link leading out): a table must not make us read files elsewhere."""
+    path = root / name
+    base = root.resolve()
+    if Path(name).is_absolute() or not path.resolve().is_relative_to(base):
+        raise DataLayoutError(listed_in, f"image {name!r} lies outside the dataset folder {root}",
+                              LAYOUT)
+    return path
 
 
 class FolderDataset(FactorDataset):
@@ -96,7 +108,7 @@ class FolderDataset(FactorDataset):
             )
         if len(table) < np.prod(self.factor_sizes, dtype=np.float64):
             self.combinations = table
-        paths = [self.root / f for f in files]
+        paths = [inside_root(self.root, f, csv_path) for f in files]
         for p in paths:
             if not p.is_file():
                 raise DataLayoutError(p, "image listed in factors.csv is missing", LAYOUT)

@@ -24,7 +24,7 @@ import numpy as np
 
 from disentkit.data import _shapes3d_render as render
 from disentkit.data.base import FactorDataset
-from disentkit.errors import DataLayoutError
+from disentkit.errors import DataLayoutError, reading
 from disentkit.io import atomic_path
 
 FILE_NAME = "3dshapes.h5"
@@ -217,7 +217,8 @@ class Shapes3D(FactorDataset):
         """Read only the rows asked for; h5py wants sorted unique indices, so sort and scatter."""
         rows = self.factors_to_index(factors)
         uniq, inverse = np.unique(rows, return_inverse=True)
-        block = self._file["images"][uniq]  # [m, 64, 64, 3] uint8
+        with reading(self.path, "images", "an intact HDF5 file (corrupt chunk?)"):
+            block = self._file["images"][uniq]  # [m, 64, 64, 3] uint8
         out = block[inverse].transpose(0, 3, 1, 2).astype(np.float32)
         out *= 1.0 / 255.0
         return out

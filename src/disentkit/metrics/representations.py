@@ -10,11 +10,12 @@ trained anywhere can be scored here, and ours can be scored by their scripts.
 from __future__ import annotations
 
 import csv
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from disentkit.errors import DataLayoutError
+from disentkit.errors import DataLayoutError, reading
 from disentkit.io import atomic_path, write_text
 from disentkit.metrics._common import as_integer_factors
 
@@ -61,14 +62,20 @@ def load_representations(npz, csv_file, key: str = "mean"):
     for path in (npz, csv_file):
         if not path.is_file():
             raise DataLayoutError(path, "file not found", LAYOUT)
-    with np.load(npz) as data:
-        if key not in data.files:
-            raise ValueError(f"{npz} has no array {key!r}; it holds {', '.join(data.files)}")
-        codes = np.asarray(data[key])
-    with open(csv_file, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    if not zipfile.is_zipfile(npz):  # a .npy, a pickle or a truncated file: never unpickled
+        raise DataLayoutError(npz, "not an npz (zip) archive of arrays", LAYOUT)
+    with reading(npz, "representations", "an npz archive of arrays"):
+        with np.load(npz, allow_pickle=False) as data:
+            if key not in data.files:
+                raise ValueError(f"{npz} has no array {key!r}; it holds {', '.join(data.files)}")
+            codes = np.asarray(data[key])
+    with reading(csv_file, "factor classes", "UTF-8 CSV"):
+        with open(csv_file, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
     if not rows:
         raise DataLayoutError(csv_file, "empty classes file", LAYOUT)
+    if not any(rows[1:]):
+        raise DataLayoutError(csv_file, "classes file has a header but no rows", LAYOUT)
     names = [n.strip() for n in rows[0]]
     body = [r for r in rows[1:] if r]
     try:
