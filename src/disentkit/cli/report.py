@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", help="folder holding run results (searched recursively)")
     p.add_argument("--out", default=None, help="HTML file to write (default: DIR/report.html)")
     add_json_argument(p, "the findings' verdicts and the files written")
+    p.add_argument("--skip-broken", action="store_true",
+                   help="leave out truncated or malformed results.json files (listed in the report) "
+                   "instead of refusing them")
     p.set_defaults(func=cmd_report)
 
 
@@ -33,8 +36,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from disentkit.report.html import summarise
     from disentkit.report.tables import source_groups, transfer_groups
 
-    rep = build_report(args.dir, args.out)
-    results = collect_results(args.dir)
+    rep = build_report(args.dir, args.out, skip_broken=args.skip_broken)
+    results = collect_results(args.dir, skip_broken=args.skip_broken)
+    for path, why in results.skipped:
+        print(f"skipped (--skip-broken): {path}: {why}")
     found = findings(transfer_groups(results), source_groups(results))
     print(summarise(found))
     print(f"report: {rep.html}")

@@ -63,6 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p_agg.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p_agg.add_argument("--no-report", action="store_true", help="skip report.html (tables only)")
     add_json_argument(p_agg, "the aggregate table's rows")
+    p_agg.add_argument("--skip-broken", action="store_true",
+                       help="leave out truncated or malformed results.json files (listed in "
+                       "aggregate.md and the report) instead of refusing them")
     p_agg.set_defaults(func=cmd_aggregate)
 
 
@@ -151,7 +154,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     if args.bootstrap < 1:
         raise ValueError(f"--bootstrap must be >= 1, found {args.bootstrap}")
     paths = aggregate(args.dir, out=args.out, n_boot=args.bootstrap, seed=args.seed,
-                      report=not args.no_report)
+                      report=not args.no_report, skip_broken=args.skip_broken)
     for p in paths:
         print(f"wrote {p}")
     if args.json:

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from disentkit.errors import InputFileError, reading
 from disentkit.evaluate import KINDS, SCHEMA  # the writer owns the schema; the report reads it
-
-
 
 
 @dataclass
@@ -88,38 +87,65 @@ def _num(v: Any) -> str:
 
 
 def load_result(path: str | Path) -> Result:
-    """Read one ``results.json``; raise ``ValueError`` naming the file when it is not ours."""
+    """Read one ``results.json``; raise :class:`~disentkit.errors.InputFileError` (a
+    ``ValueError``) naming the file when it is not ours or is malformed."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    data = _read(path)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: expected a disentkit results file with schema {SCHEMA!r}")
+        raise InputFileError(path, "not a disentkit results file",
+                             f"a JSON object with schema {SCHEMA!r}")
     if data.get("kind") not in KINDS:
-        raise ValueError(f"{path}: kind must be one of {KINDS}, found {data.get('kind')!r}")
+        raise InputFileError(path, f"kind must be one of {KINDS}, found {data.get('kind')!r}")
     for key in ("dataset", "metrics"):
         if not isinstance(data.get(key), dict):
-            raise ValueError(f"{path}: missing the {key!r} section")
+            raise InputFileError(path, f"the {key!r} section is missing or not an object")
+    if not isinstance(data["dataset"].get("name"), str):
+        raise InputFileError(path, "dataset.name is missing", "the evaluated dataset's name")
     return Result(path=path, data=data)
 
 
-def collect_results(root: str | Path) -> list[Result]:
+def _read(path: Path) -> Any:
+    with reading(path, "results", "a complete UTF-8 JSON file (truncated by a crash or a copy?)"):
+        return json.loads(path.read_text(encoding="utf-8"))
+
+
+class Results(list):
+    """The results found, and ``skipped``: (file, reason) of the broken ones left out."""
+
+    def __init__(self, items=(), skipped=()):
+        super().__init__(items)
+        self.skipped: list[tuple[Path, str]] = list(skipped)
+
+
+def collect_results(root: str | Path, skip_broken: bool = False) -> Results:
     """Every disentkit ``results.json`` under ``root`` (recursively), in a stable order.
 
-    Files that are not disentkit results (another tool's ``results.json``) are skipped; a file
-    with our schema tag that is malformed raises, because a silently missing row would bias
-    a mean over seeds.
+    A valid JSON file without our schema tag (another tool's ``results.json``) is skipped. A
+    truncated or malformed file raises :class:`~disentkit.errors.InputFileError` naming it,
+    because a silently missing row would bias a mean over seeds; with ``skip_broken`` it is
+    left out and listed in ``Results.skipped`` instead, for the report to show.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such results folder: {root}")
-    out = []
+    out = Results()
     for path in sorted(root.rglob("results.json")):
         try:
-            head = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(head, dict) and head.get("schema") == SCHEMA:
+            head = _read(path)
+            if isinstance(head, dict) and head.get("schema") != SCHEMA:
+                continue  # valid JSON, but not ours
             out.append(load_result(path))
+        except InputFileError as exc:
+            if not skip_broken:
+                raise InputFileError(path, f"{str(exc).removeprefix(str(path) + ': ')}; pass "
+                                     "--skip-broken to build the tables without it") from None
+            out.skipped.append((path, str(exc).removeprefix(str(path) + ": ")))
     return out
+
+
+def skipped_note(results: Results) -> str:
+    """One sentence listing the files ``--skip-broken`` left out ('' when none)."""
+    if not getattr(results, "skipped", None):
+        return ""
+    files = "; ".join(f"{p} ({why})" for p, why in results.skipped)
+    return f" Left out by --skip-broken ({len(results.skipped)} broken results files): {files}."

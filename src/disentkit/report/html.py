@@ -27,7 +27,7 @@ import numpy as np
 from disentkit.io import write_text
 from disentkit.progress import Progress
 from disentkit.report import figures as F
-from disentkit.report.collect import Result, collect_results
+from disentkit.report.collect import Result, collect_results, skipped_note
 from disentkit.report.findings import Finding, findings
 from disentkit.report import sections as S
 from disentkit.report.tables import (
@@ -332,7 +332,8 @@ def _csv_text(columns: list[str], rows: list[dict]) -> str:
 
 
 # ---------------------------------------------------------------------------- entry point
-def build_report(root: str | Path, out: str | Path | None = None, title: str | None = None) -> Report:
+def build_report(root: str | Path, out: str | Path | None = None, title: str | None = None,
+                 skip_broken: bool = False) -> Report:
     """Build ``report.html``, ``report.md`` and ``results.csv`` from the results under ``root``.
 
     ``out`` is the HTML file (default ``root/report.html``); the Markdown, CSV and the figures
@@ -340,7 +341,7 @@ def build_report(root: str | Path, out: str | Path | None = None, title: str | N
     ``root`` holds no disentkit results.
     """
     root = Path(root)
-    results = collect_results(root)
+    results = collect_results(root, skip_broken=skip_broken)
     if not results:
         raise ValueError(f"no disentkit results.json found under {root}; run `disentkit run` or "
                          "`disentkit transfer` first")
@@ -357,7 +358,7 @@ def build_report(root: str | Path, out: str | Path | None = None, title: str | N
     title = title or "disentkit report: transferring disentangled representations"
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     facts = (f"Built {now} from {root.resolve()}. Method after Dapueto, Noceti & Odone, "
-             "NeurIPS 2024 (arXiv 2409.18017).")
+             "NeurIPS 2024 (arXiv 2409.18017).") + skipped_note(results)
     args = (title, facts, found, src_cols, src_rows, groups, refs, extra, base)
     banner = smoke_banner(results)
     html_path, md_path, csv_path = out, out.with_suffix(".md"), base / "results.csv"

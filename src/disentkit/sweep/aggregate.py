@@ -154,7 +154,8 @@ def _md_table(columns, rows) -> list[str]:
 
 
 def aggregate(
-    root: str | Path, *, out: str | Path | None = None, n_boot: int = 2000, seed: int = 0, report: bool = True
+    root: str | Path, *, out: str | Path | None = None, n_boot: int = 2000, seed: int = 0, report: bool = True,
+    skip_broken: bool = False,
 ) -> list[Path]:
     """Aggregate every evaluation under ``root``; return the files written.
 
@@ -164,11 +165,11 @@ def aggregate(
     Raises ``ValueError`` when ``root`` holds no transfer or source evaluation at all (an empty
     table would look like a result).
     """
-    from disentkit.report.collect import collect_results
+    from disentkit.report.collect import collect_results, skipped_note
     from disentkit.report.tables import source_groups, transfer_groups
 
     root = Path(root)
-    results = collect_results(root)
+    results = collect_results(root, skip_broken=skip_broken)  # a broken file is refused
     t_groups, s_groups = transfer_groups(results), source_groups(results)
     if not t_groups and not s_groups:
         raise ValueError(
@@ -185,11 +186,12 @@ def aggregate(
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
     write_text(csv_path, buf.getvalue())
     md_path = csv_path.with_suffix(".md")
-    write_text(md_path, markdown_tables(t_groups, s_groups))
+    note = skipped_note(results).strip()
+    write_text(md_path, markdown_tables(t_groups, s_groups) + (f"\n{note}\n" if note else ""))
     written = [csv_path, md_path]
     if report:
         from disentkit.report import build_report
 
-        rep = build_report(root)
+        rep = build_report(root, skip_broken=skip_broken)
         written += [Path(rep.html), Path(rep.markdown), Path(rep.csv)]
     return written
