@@ -249,3 +249,19 @@ def _alive(pid: int) -> bool:  # pragma: no cover - Windows
     except OSError:
         return True
     return True
+
+
+#: a plain name: letters, digits and ``. _ - + =``, not starting with a dot
+_PLAIN = re.compile(r"^[A-Za-z0-9_+=-][A-Za-z0-9._+=-]{0,127}$")
+
+
+def check_plain_name(name: Any, what: str) -> str:
+    """Return ``name`` when it is safe as one path component, else raise ``ValueError``.
+
+    Study, source and target names become folder names under ``--out``: a separator, ``..``,
+    an absolute path or a leading dot would write outside it or hide the folder (issue 14).
+    """
+    if not isinstance(name, str) or not _PLAIN.match(name) or ".." in name:
+        raise ValueError(f"{what} must be a plain name (letters, digits, '.', '_', '-', '+', "
+                         f"'='; no '/', no '..', not starting with '.'), found {name!r}")
+    return name

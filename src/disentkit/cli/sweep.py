@@ -76,9 +76,16 @@ def _study_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
+    from disentkit.errors import DisentkitError, InputFileError, describe
     from disentkit.sweep.study import load_study
 
-    return load_study(args.study, args.out, smoke=args.smoke)
+    try:
+        return load_study(args.study, args.out, smoke=args.smoke)
+    except (DisentkitError, OSError):
+        raise
+    except (ValueError, TypeError, AttributeError) as exc:  # a field of the wrong type or value
+        raise InputFileError(args.study, describe(exc),
+                             "a YAML or JSON study in the format of disentkit.sweep.study") from exc
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

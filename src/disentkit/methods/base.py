@@ -142,7 +142,10 @@ class Method:
         terms.loss.backward()
         if grad_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            if not torch.isfinite(norm):
-                raise NonFiniteLossError(step, "gradient norm", float(norm.detach()))
+        else:  # checked without clipping too: an infinite gradient would corrupt Adam's moments
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        if not torch.isfinite(norm):
+            raise NonFiniteLossError(step, "gradient norm", float(norm.detach()))
         optimizer.step()
         return terms

@@ -132,8 +132,8 @@ def collect_results(root: str | Path, skip_broken: bool = False) -> Results:
     for path in sorted(root.rglob("results.json")):
         try:
             head = _read(path)
-            if isinstance(head, dict) and head.get("schema") != SCHEMA:
-                continue  # valid JSON, but not ours
+            if not isinstance(head, dict) or head.get("schema") != SCHEMA:
+                continue  # valid JSON, but not ours (another tool's results.json)
             out.append(load_result(path))
         except InputFileError as exc:
             if not skip_broken:

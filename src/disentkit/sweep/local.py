@@ -11,6 +11,7 @@ sweep skips done runs, retries failed ones, and resumes interrupted ones from th
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -21,7 +22,7 @@ from typing import Callable
 
 from disentkit.progress import Progress
 from disentkit.sweep.execute import Dispatch, Runtime, execute_run, set_threads
-from disentkit.sweep.state import DONE, FAILED, RUNNING, TODO, record_error, run_state
+from disentkit.sweep.state import DONE, FAILED, LOCK_FILE, RUNNING, TODO, record_error, run_state
 from disentkit.sweep.study import RunSpec, Study
 
 _log = logging.getLogger(__name__)
@@ -85,8 +86,11 @@ def run_local(
     for r in todo:
         states[r.id] = TODO
     waiting = list(todo)
-    in_flight: dict[cf.Future, RunSpec] = {}
-    pool = _new_pool(workers, threads)
+    in_flight: dict[cf.Future, tuple[RunSpec, int]] = {}
+    # one single-worker pool per slot: a worker that dies (killed, out of memory) breaks only
+    # its own pool, so only the run it held fails and the other slots' runs go on
+    pools = [_new_pool(1, threads) for _ in range(workers)]
+    free = list(range(workers))
     bar = Progress(len(todo), f"sweep {study.name}", "runs")
     try:
         while waiting or in_flight:
@@ -96,11 +100,13 @@ def run_local(
                     states[r.id] = BLOCKED
                     waiting.remove(r)
                     log(f"  blocked  {r.name}: its source failed")
-                elif all(s == DONE for s in dep_states) and len(in_flight) < workers:
+                elif all(s == DONE for s in dep_states) and free:
                     waiting.remove(r)
                     states[r.id] = RUNNING
-                    fut = pool.submit(execute_run, r.to_dict(), str(study.out), runtime=runtime, dispatch=dispatch)
-                    in_flight[fut] = r
+                    slot = free.pop(0)
+                    fut = pools[slot].submit(execute_run, r.to_dict(), str(study.out),
+                                             runtime=runtime, dispatch=dispatch)
+                    in_flight[fut] = (r, slot)
             if not in_flight:
                 if waiting:  # dependencies held by another live sweep: nothing we can start
                     for r in waiting:
@@ -108,27 +114,21 @@ def run_local(
                     break
                 continue
             finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
-            broken = False
             for fut in finished:
-                r = in_flight.pop(fut)
+                r, slot = in_flight.pop(fut)
                 try:
                     states[r.id] = fut.result()
                 except cf.process.BrokenProcessPool:
-                    broken = True
                     states[r.id] = _record_crash(study, r)
+                    pools[slot].shutdown(wait=True, cancel_futures=True)
+                    pools[slot] = _new_pool(1, threads)
+                free.append(slot)
                 log(_line(study, r, states[r.id]))
                 bar.update(1)
-            if broken:
-                # a worker died hard (killed, out of memory): every run in flight is lost with it
-                for fut, r in list(in_flight.items()):
-                    states[r.id] = _record_crash(study, r)
-                    log(_line(study, r, states[r.id]))
-                in_flight.clear()
-                pool.shutdown(wait=True, cancel_futures=True)
-                pool = _new_pool(workers, threads)
     finally:
         bar.close()
-        pool.shutdown(wait=True, cancel_futures=True)
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
     counts = {s: sum(1 for v in states.values() if v == s) for s in (DONE, FAILED, BLOCKED, RUNNING, TODO)}
     log("sweep finished: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     return states
@@ -149,6 +149,8 @@ def _record_crash(study: Study, r: RunSpec) -> str:
     if state in (DONE, FAILED):
         return state
     record_error(folder, "WorkerDied", "the worker process running this run died (killed or out of memory)", "")
+    with contextlib.suppress(FileNotFoundError):  # its claim died with it
+        (folder / LOCK_FILE).unlink()
     return FAILED
 
 

@@ -60,6 +60,8 @@ from typing import Any
 
 import yaml
 
+from disentkit.runfolder import check_plain_name
+
 SOURCE_KEYS = {
     "name": None,
     "dataset": None,
@@ -174,7 +176,7 @@ def load_study(path: str | Path, out: str | Path | None = None, *, smoke: bool =
     """Load and expand a study file. ``out`` defaults to ``runs/<study name>`` (``-smoke`` added
     with ``smoke``), relative to the current folder."""
     data = read_study_file(path)
-    name = str(data.get("name") or Path(path).stem)
+    name = check_plain_name(str(data.get("name") or Path(path).stem), f"{path}: study name")
     if out is None:
         out = Path("runs") / (f"{name}-smoke" if smoke else name)
     return Study(name=name, runs=tuple(expand(data, smoke=smoke)), out=Path(out))
@@ -206,6 +208,7 @@ def expand(data: dict, *, smoke: bool = False) -> list[RunSpec]:
             if not src.get(key):
                 raise ValueError(f"{where}: missing required key {key!r}")
         _check_dataset(where, src["dataset"])
+        check_plain_name(src["name"], f"{where}.name")  # it becomes a folder name
         if src["name"] in by_experiment:
             raise ValueError(f"{where}: source name {src['name']!r} is used twice; names must be unique")
         if smoke:
@@ -256,6 +259,7 @@ def expand(data: dict, *, smoke: bool = False) -> list[RunSpec]:
             tr.update({"finetune_steps": smoke_values["finetune_steps"], "batch_size": smoke_values["batch_size"]})
         for target in targets:
             _check_dataset(where, target)
+            check_plain_name(target, f"{where}.targets")
             for source in by_experiment[tr["source"]]:
                 config = {
                     "kind": "transfer",

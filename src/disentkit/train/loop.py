@@ -133,8 +133,9 @@ def _train(
                 kept = (f"the last good checkpoint (step {last_checkpoint}) is kept in "
                         f"{ckpt.checkpoint_path(run_dir)}" if last_checkpoint is not None
                         else "no checkpoint had been written yet")
-                log.write({"step": step + 1, "error": str(exc)})
-                raise NonFiniteLossError(step + 1, exc.term, exc.value, kept) from None
+                err = NonFiniteLossError(step + 1, exc.term, exc.value, kept)  # 1-based, as logged
+                log.write({"step": step + 1, "error": str(err)})
+                raise err from None
             step += 1
             totals += (terms.loss.item(), terms.reconstruction.item(), terms.kl.item())
             record = None

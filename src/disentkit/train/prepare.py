@@ -84,7 +84,8 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bo
         runfolder.clear(run_dir)
     elif is_run_folder(run_dir):
         _check_existing(run_dir, cfg, resume)
-    runfolder.write_marker(run_dir, "train", to_dict(cfg))
+    if overwrite or not runfolder.is_ours(run_dir):  # a resumed run keeps its marker
+        runfolder.write_marker(run_dir, "train", to_dict(cfg))
 
 
 def _check_existing(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
