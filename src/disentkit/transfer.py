@@ -286,9 +286,11 @@ def _init_folder(model, src_cfg, source: Path, out: Path, source_channels: int) 
     if source_channels == channels:
         return source
     from disentkit.config import save
-    from disentkit.train.checkpoint import TrainingState, checkpoint_path, save_checkpoint
+    from disentkit.train.checkpoint import (TrainingState, checkpoint_path, remove_temporaries,
+                                            save_checkpoint)
 
     folder = out / "source_adapted"
+    remove_temporaries(folder)  # a save killed earlier left its temporary file
     if not checkpoint_path(folder).is_file():
         info = {"arch": model.arch, "in_channels": int(channels), "latent_dim": model.latent_dim,
                 "adapted_from": str(source)}
