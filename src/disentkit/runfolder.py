@@ -116,10 +116,21 @@ def check_output(folder: str | os.PathLike, overwrite: bool, allow_unmarked: boo
         raise ForeignFolderError(f"--out {folder} is a file, expected a folder")
     if is_empty(folder) or is_ours(folder) or allow_unmarked:
         return
+    if not overwrite and all(p.name in OWNED_NAMES or TEMP_NAME.match(p.name)
+                             for p in _entries(folder)):
+        return  # only names we write (a sweep's run spec and log): adding to it loses nothing
     what = "replace" if overwrite else "write into"
     raise ForeignFolderError(
         f"{folder} is not empty and is not a disentkit output folder (no {MARKER}); refusing to "
         f"{what} it so that none of its files is lost; choose a new or empty --out")
+
+
+def claim(folder: str | os.PathLike, kind: str, config: Any, resuming: bool) -> None:
+    """Refuse a foreign non-empty ``folder`` (see :func:`check_output`), then mark it as ours
+    unless it already is (a resumed folder keeps its marker and its files' times)."""
+    check_output(folder, overwrite=False, allow_unmarked=resuming)
+    if not is_ours(folder):
+        write_marker(folder, kind, config)
 
 
 def clear(folder: str | os.PathLike) -> list[str]:

@@ -377,8 +377,7 @@ def transfer(cfg: TransferConfig, out_dir: str | Path, *,
         train_set = CombinationSubset(target, "train", cfg.heldout_fraction, cfg.split_seed)
         eval_set = CombinationSubset(target, "heldout", cfg.heldout_fraction, cfg.split_seed)
         split = f"held-out combinations ({cfg.heldout_fraction:.0%} of the grid, split seed {cfg.split_seed})"
-    runfolder.check_output(out, overwrite=False, allow_unmarked=(out / "transfer.json").is_file())
-    runfolder.write_marker(out, "transfer", to_dict(cfg))
+    runfolder.claim(out, "transfer", to_dict(cfg), resuming=(out / "transfer.json").is_file())
     write_json(out / "transfer.json", {"config": to_dict(cfg), "channel_rule": rule,
                                        "eval_split": split, "source_config": to_dict(src_cfg),
                                        "source_checkpoint_sha256": source_sha256})

@@ -272,6 +272,9 @@ def run_job(preset: Preset, out: str | Path, *, data_root: str | None = None,
 
     if threads is not None:  # the metrics' classifiers share the thread budget too
         preset = dataclasses.replace(preset, eval=dataclasses.replace(preset.eval, n_jobs=threads))
+    from disentkit import runfolder
+
+    runfolder.claim(out, "run", to_dict(preset), resuming=(out / "run.json").is_file())
     write_json(out / "run.json", {"preset": to_dict(preset), "data_root": data_root})
     targets = [(t, None) for t in preset.targets] + find_real_targets(preset, data_root, say)
     runs = [(b, s) for b in preset.source.betas for s in preset.source.seeds]
