@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from disentkit import runfolder
 from disentkit.config import TrainConfig, from_dict, to_dict
 from disentkit.errors import DisentkitError
 from disentkit.io import read_json
 from disentkit.methods.base import Batch
-from disentkit import runfolder
 
 #: run settings that may change when a run is resumed (the rest must match the saved config)
 RESUMABLE_CHANGES = ("run.steps", "run.log_every", "run.checkpoint_every", "run.threads",
