@@ -116,8 +116,9 @@ def trials() -> list[Trial]:
     for flag, value in (("--beta", "nan"), ("--n", "0"), ("--lr", "0"), ("--heldout-fraction", "1"),
                         ("--target", "nope"), ("--finetune-steps", "-3")):
         add(f"option/transfer{flag}={value}", lambda d, f=flag, v=value: (
-            ["transfer", "--source", str(_source_run(d)), "--target", "noisy-dsprites", "--smoke",
-             f, v, "--out", "{OUT}/t"], None, 2))
+            ["transfer", "--source", str(_source_run(d)), "--target", "noisy-dsprites",
+             "--finetune-steps", "2", "--n", "32", "--batch-size", "4", "--metrics", "mig",
+             f, v, "--out", "{OUT}/t"], None, 2))  # not --smoke: it would override the flag
     return out
 
 
