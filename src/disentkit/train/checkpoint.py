@@ -136,6 +136,8 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 #: NumPy bit generators a checkpoint may name (never ``getattr`` on file content)
 BIT_GENERATORS = {"PCG64": np.random.PCG64, "PCG64DXSM": np.random.PCG64DXSM,
                   "Philox": np.random.Philox, "SFC64": np.random.SFC64, "MT19937": np.random.MT19937}
+#: data-generator tags that are not NumPy's (on-device data of train.ensemble saves a torch state)
+OTHER_DATA_GENERATORS = ("torch",)
 _META_KEYS = {"format", "step", "info", "optimizer", "numpy_rng"}
 
 
@@ -163,7 +165,8 @@ def _check_metadata(meta: dict, path: Path) -> None:
         bad(f"metadata is not valid JSON ({exc})")
     if not isinstance(info, dict):
         bad("metadata 'info' must be a JSON object")
-    if rng is not None and not (isinstance(rng, dict) and rng.get("bit_generator") in BIT_GENERATORS):
+    if rng is not None and not (isinstance(rng, dict) and rng.get("bit_generator") in
+                                (*BIT_GENERATORS, *OTHER_DATA_GENERATORS)):
         bad(f"numpy_rng must name one of {sorted(BIT_GENERATORS)}, found "
             f"{str(rng.get('bit_generator') if isinstance(rng, dict) else rng)[:60]!r}")
     if opt is not None and not (isinstance(opt, dict) and isinstance(opt.get("param_groups"), list)
