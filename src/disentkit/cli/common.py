@@ -215,6 +215,8 @@ def check_dataset(name: str | None, root: str | None = None, option: str = "--da
 
     if name is not None:
         dataset_class(name)  # UnknownNameError lists the valid names
+    if root and Path(root).is_file():  # dSprites, Shapes3D, MPI3D: --root may name the file itself
+        return
     check_folder(root, "--root")
 
 
