@@ -6,6 +6,7 @@ import argparse
 
 from disentkit.cli.common import (
     MAX_COLUMNS,
+    add_cache_argument,
     add_dataset_root_arguments,
     add_json_argument,
     add_seed_argument,
@@ -41,9 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p_verify = dsub.add_parser(
         "verify", help="read a whole downloaded dataset once; list unreadable or wrong-size files"
     )
-    p_verify.add_argument("name")
-    p_verify.add_argument("--root", required=True, help="folder (or file) holding the dataset")
-    p_verify.add_argument("--cache-dir", default=None, help="cache folder (default: user cache)")
+    p_verify.add_argument("name", help="dataset name (see `disentkit datasets list`)")
+    p_verify.add_argument("--root", required=True,
+                          help="folder (or file) of the downloaded files: ONE dataset (required)")
+    add_cache_argument(p_verify)
     p_verify.set_defaults(func=cmd_verify)
 
 
