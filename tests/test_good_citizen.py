@@ -106,7 +106,7 @@ def test_tensorboard_logger_writes_scalars_and_a_final_image(tmp_path):
     acc.Reload()
     tags = acc.Tags()
     assert {"train/loss", "train/kl", "train/reconstruction", "train/beta"} <= set(tags["scalars"])
-    from disentkit.train.logging import read_log
+    from disentkit.training.logging import read_log
 
     logged = [r for r in read_log(out) if "loss" in r]
     loss = acc.Scalars("train/loss")

@@ -119,12 +119,12 @@ def test_slow_rates_read_as_seconds_per_unit():
 
 
 def test_bootstrap_and_metric_suite_report_progress(lines):
-    from disentkit.metrics import evaluate
+    from disentkit.metrics import score
 
     rng = np.random.default_rng(0)
     factors = np.stack([rng.integers(0, 3, 120), rng.integers(0, 2, 120)], axis=1)
     codes = factors + 0.1 * rng.normal(size=factors.shape)
-    evaluate(codes, factors, metrics="mig,modularity", bootstrap=3)
+    score(codes, factors, metrics="mig,modularity", bootstrap=3)
     got = lines()
     assert any(g.startswith("metrics: 2/2 metrics") for g in got)
     assert any(g.startswith("bootstrap: 3/3 steps") for g in got)  # one step per resample

@@ -84,7 +84,7 @@ def _pairs_on_table_single(dataset: FactorDataset, f1: np.ndarray, rng: np.rando
     """
     table = np.asarray(dataset.combinations, dtype=np.int64)
     n, K = f1.shape
-    radix = dataset._radix
+    radix = dataset.radix
     codes = table @ radix
     while True:
         code1 = f1 @ radix

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from disentkit.train.checkpoint import numpy_rng_state
+from disentkit.training.checkpoint import numpy_rng_state
 
 
 def draw_batch(dataset, pairs: bool, n: int, rng: np.random.Generator, k: int) -> dict:
