@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from disentkit.config import TrainConfig, apply_overrides
-from disentkit.train import train
-from disentkit.train.logging import read_log
+from disentkit.training import train
+from disentkit.training.logging import read_log
 
 
 def main(argv=None) -> int:

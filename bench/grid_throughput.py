@@ -5,7 +5,7 @@ One script, one JSON. Measured on the device (``--device auto``: CUDA if present
 * ``single``: images/s of one model, the plain template step (Method.training_step), fp32 and
   bf16, batches pre-made on the device (so the model alone is timed);
 * ``ensemble``: aggregate images/s of M = 1, 2, 4, 8, 16, 32 members trained as one
-  (:mod:`disentkit.train.ensemble`), fp32 and bf16;
+  (:mod:`disentkit.training.ensemble`), fp32 and bf16;
 * ``data``: images/s of the data pipeline alone: the CPU prefetch thread (the training loop's
   :func:`batch_stream`) against pairs drawn on the device (:mod:`disentkit.data.render_torch`),
   and their ratio to the best model consumption (target: ≥ 10x);
@@ -13,7 +13,7 @@ One script, one JSON. Measured on the device (``--device auto``: CUDA if present
   and OMES / DCI of the two models on the same encoded samples;
 * ``cpu_ensemble_vs_sequential``: on CPU, M members as one ensemble against M single runs in
   sequence on the same thread count, in the same run (issue 15, item 5);
-* ``projection``: images of ``experiments/paper.yaml`` (sources + fine-tunings) divided by the
+* ``projection``: images of the packaged study ``paper`` (sources + fine-tunings) divided by the
   best aggregate rate: the grid's wall time on this device.
 
     python bench/grid_throughput.py --json grid.json                 # on a GPU: the table
@@ -40,11 +40,12 @@ from disentkit.errors import DisentkitError
 from disentkit.methods import build_method
 from disentkit.methods.base import Batch
 from disentkit.models import build_model
-from disentkit.train import prepare
-from disentkit.train.batches import batch_stream
-from disentkit.train._stack import Stack, ensemble_step
+from disentkit.training import prepare
+from disentkit.training.batches import batch_stream
+from disentkit.training._stack import Stack, ensemble_step
 
-PAPER_GRID = Path(__file__).resolve().parents[1] / "experiments" / "paper.yaml"
+#: the packaged study of the paper's grid (src/disentkit/studies/paper.yaml)
+PAPER_GRID = "paper"
 
 
 def sync(device: torch.device) -> None:
@@ -129,7 +130,7 @@ def data_rates(a, dataset, batches) -> dict:
 
 def parity(a, batches) -> dict:
     """fp32 vs bf16 from one initialisation on the same batches: loss, OMES and DCI."""
-    from disentkit.metrics import evaluate
+    from disentkit.metrics import score
 
     out, codes = {}, {}
     gen = torch.Generator(device=a.device).manual_seed(5)
@@ -156,7 +157,7 @@ def parity(a, batches) -> dict:
     for precision, z in codes.items():
         with warnings.catch_warnings():  # single-valued factors of the variant: skipped, known
             warnings.simplefilter("ignore")
-            flat, _ = evaluate(z.numpy(), f, metrics="omes,dci", backend=a.metric_backend, seed=0)
+            flat, _ = score(z.numpy(), f, metrics="omes,dci", backend=a.metric_backend, seed=0)
         out[f"{precision}_omes"], out[f"{precision}_dci"] = (flat["omes.score"],
                                                              flat["dci.disentanglement"])
     out["steps"], out["eval_samples"] = a.parity_steps, a.eval_n
@@ -182,21 +183,17 @@ def batches_on(batches, device):
     return batches if batches.device == device else DeviceBatches(batches.source, device)
 
 
-def grid_images(path: Path) -> dict:
-    """Images the paper's grid trains on: sources and fine-tunings, pairs count twice."""
-    import yaml
+def grid_images(study: str) -> dict:
+    """Images the paper's grid trains on: sources and fine-tunings, pairs count twice (the
+    study's planned runs, real targets included)."""
+    from disentkit.experiment.study import load_study, plan
 
-    grid = yaml.safe_load(path.read_text())
-    d = grid["defaults"]
-    models_per_source = len(d["betas"]) * int(d["seeds"])
-    per_step = 2 * int(d["batch_size"])  # a batch of pairs: two images each
-    sources = {s["name"]: int(s.get("steps", d["steps"])) for s in grid["sources"]}
-    source_images = sum(models_per_source * steps * per_step for steps in sources.values())
-    tune = sum(len(t["targets"]) * models_per_source * int(t["finetune_steps"]) * per_step
-               for t in grid["transfers"])
-    return {"source_runs": models_per_source * len(sources),
-            "finetune_runs": sum(len(t["targets"]) for t in grid["transfers"]) * models_per_source,
-            "images": source_images + tune}
+    runs = plan(load_study(study)).runs
+    sources = [r.config["train"] for r in runs if r.kind == "source"]
+    tunes = [r.config["transfer"] for r in runs if r.kind == "transfer"]
+    images = sum(2 * t["run"]["steps"] * t["optim"]["batch_size"] for t in sources)
+    images += sum(2 * t["steps"] * t["batch_size"] for t in tunes)
+    return {"source_runs": len(sources), "finetune_runs": len(tunes), "images": images}
 
 
 def parse(argv=None):

@@ -79,7 +79,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from disentkit.metrics import evaluate
+    from disentkit.metrics import score
 
     torch.set_num_threads(1)  # parallelism comes from fitting factors side by side
     codes, factors, names, source = load_data(args.data, args.quick)
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     runs = {}
     for backend in backends:
         start, cpu = time.perf_counter(), time.process_time()
-        flat, details = evaluate(
+        flat, details = score(
             codes, factors, metrics=args.metrics, factor_names=names, backend=backend,
             seed=args.seed, n_jobs=args.jobs if backend == "fast" else 1,
         )

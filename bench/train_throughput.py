@@ -35,8 +35,8 @@ import torch.nn.functional as F
 
 from disentkit.methods import build_method
 from disentkit.models import build_model
-from disentkit.train import prepare
-from disentkit.train.batches import batch_stream, draw_batch
+from disentkit.training import prepare
+from disentkit.training.batches import batch_stream, draw_batch
 
 
 class _Blobs:

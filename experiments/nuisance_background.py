@@ -45,7 +45,8 @@ from disentkit.data.views import CombinationSubset, DatasetView
 from disentkit.errors import DisentkitError
 from disentkit.evaluate import EvalInfo, EvalSettings, evaluate_model
 from disentkit.io import write_json, write_text
-from disentkit.transfer import adapt_channels, load_source
+from disentkit.models.channels import adapt_channels
+from disentkit.transfers import load_source
 
 AMPLITUDES = (0.1, 0.25, 0.5, 1.0)
 METRICS = (("omes", "omes.score"), ("dci_d", "dci.disentanglement"))
@@ -107,7 +108,7 @@ def retention(score: float, floor: float, source: float, source_floor: float) ->
 
 
 def _untrained(cfg, channels: int):
-    from disentkit.train.prepare import build_network, seeds
+    from disentkit.training.prepare import build_network, seeds
 
     plain = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=None))
     return build_network(plain, channels, seeds(cfg.run.seed)["init"])
@@ -226,7 +227,7 @@ def smoke_source(out: Path) -> Path:
     """Train a tiny Color-dSprites source (seconds) into ``out/smoke-source``."""
     from disentkit.config import (DataConfig, MethodConfig, ModelConfig, OptimConfig, RunConfig,
                                   TrainConfig)
-    from disentkit.train import train
+    from disentkit.training import train
 
     run_dir = out / "smoke-source"
     cfg = TrainConfig(
@@ -235,7 +236,7 @@ def smoke_source(out: Path) -> Path:
         run=RunConfig(steps=4, seed=0, device="cpu", precision="fp32", log_every=2,
                       checkpoint_every=4, prefetch=False),
     ).validate()
-    from disentkit.train.checkpoint import checkpoint_path
+    from disentkit.training.checkpoint import checkpoint_path
 
     if not checkpoint_path(run_dir).is_file():
         train(cfg, run_dir)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real Slurm test on one machine: install a single-node Slurm from Debian's packages, start
 # munge, MariaDB, slurmdbd, slurmctld and slurmd with a throw-away configuration, run
-# experiments/quick.yaml (--smoke) through `disentkit sweep run --executor slurm`, plus one source
+# the packaged quick study (--smoke) through `disentkit sweep run --executor slurm`, plus one source
 # that fails on purpose (its dataset is not on disk), and check that the failed run is reported
 # failed while every other run finishes. Every daemon is stopped on exit, whatever happens.
 #
@@ -186,14 +186,15 @@ slurmd
 wait_for 30 "an idle node" bash -c "sinfo -h -o %T | grep -qx idle"
 log "slurm up: $(sinfo -h -o '%P %D %T %c cpus')"
 
-# --- 7. the sweep: quick.yaml plus one source that fails on purpose -------------------------------
+# --- 7. the sweep: the quick study plus one source that fails on purpose -------------------------------
 STUDY="$TMP/quick-with-failure.yaml"
-"$PYTHON" - "${SLURM_TEST_STUDY:-$REPO/experiments/quick.yaml}" "$STUDY" <<'EOF'
+"$PYTHON" - "${SLURM_TEST_STUDY:-$REPO/src/disentkit/studies/quick.yaml}" "$STUDY" <<'EOF'
 import sys, yaml
 study = yaml.safe_load(open(sys.argv[1]))
-# a real-data source whose files are not on this machine: it fails when its job runs
-study["sources"].append({"name": "missing-data", "dataset": "coil100-augmented", "seeds": 1})
-study["transfers"].append({"source": "missing-data", "targets": ["rgbd-objects"]})
+# a source whose method option does not exist: the study passes its checks, the job fails
+study["sources"].append({"name": "missing-data", "dataset": "color-dsprites", "seeds": [0],
+                         "overrides": {"method.options": {"no_such_option": 1}}})
+study["transfers"].append({"source": "missing-data", "targets": ["shapes3d"]})
 yaml.safe_dump(study, open(sys.argv[2], "w"), sort_keys=False)
 EOF
 OUT="$TMP/runs"
@@ -215,15 +216,15 @@ sed 's/^/    /' "$TMP/log/sweep.log"
 # --- 8. checks: the failed run (and only it) failed, its transfer was blocked, the rest are done ---
 "$PYTHON" - "$STUDY" "$OUT" <<'EOF'
 import json, sys
-from disentkit.sweep.study import load_study
+from disentkit.experiment.study import load_study, plan
 from disentkit.sweep.state import run_state
-study = load_study(sys.argv[1], sys.argv[2], smoke=True)
+study = plan(load_study(sys.argv[1], smoke=True), sys.argv[2], optional={})
 states = {r.name: run_state(study.out / r.folder).state for r in study.runs}
 bad = {n: s for n, s in states.items() if n.startswith("missing-data")}
 good = {n: s for n, s in states.items() if not n.startswith("missing-data")}
 print("    states:", json.dumps(states, indent=1))
 assert bad["missing-data.b1.s0"] == "failed", bad
-assert bad["missing-data--rgbd-objects.b1.s0"] == "todo", bad  # blocked: never submitted
+assert bad["missing-data--shapes3d.b1.s0"] == "todo", bad  # blocked: never submitted
 assert good and set(good.values()) == {"done"}, good
 (failed,) = [r for r in study.runs if r.name == "missing-data.b1.s0"]
 err = json.loads((study.out / failed.folder / "error.json").read_text())

@@ -11,7 +11,7 @@ import torch
 from disentkit.cli import main
 from disentkit.config import TrainConfig, save
 from disentkit.models import build_model
-from disentkit.train import checkpoint as ckpt
+from disentkit.training import checkpoint as ckpt
 
 
 def _state(step=3):

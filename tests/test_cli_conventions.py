@@ -242,7 +242,10 @@ def test_train_prints_its_config_only_with_verbose(tmp_path, capsys):
     captured = capsys.readouterr()
     assert '"optim"' not in captured.out + captured.err and "run folder" in captured.out
     record = json.loads((tmp_path / "a.json").read_text())
-    assert record["steps"] == 6 and record["last"]["step"] == 6
+    from disentkit.config import TRAIN_SMOKE
+
+    steps = TRAIN_SMOKE["run.steps"]
+    assert record["steps"] == steps and record["last"]["step"] == steps
     assert main(_train_args(tmp_path / "b", "--smoke", "-v")) == 0
     assert '"optim"' in capsys.readouterr().err  # the resolved config, as a debug record
 
@@ -260,9 +263,9 @@ def test_transfer_preflight_checks_before_loading(tmp_path, capsys):
 
 def test_run_device_overrides_the_preset_and_is_checked(capsys):
     assert main(["run", "--smoke", "--device", "cpu", "--show-preset"]) == 0
-    assert json.loads(capsys.readouterr().out)["run"]["device"] == "cpu"
+    assert json.loads(capsys.readouterr().out)["execution"]["device"] == "cpu"
     assert main(["run", "--smoke", "--show-preset"]) == 0
-    assert json.loads(capsys.readouterr().out)["run"]["device"] == "auto"
+    assert json.loads(capsys.readouterr().out)["execution"]["device"] == "auto"
     assert main(["run", "--smoke", "--device", "tpu", "--show-preset"]) == 2
     assert "--device must be" in capsys.readouterr().err
 

@@ -9,10 +9,10 @@ import torch
 from test_train import NaNSquares, Squares, assert_same_state, small_config
 
 from disentkit.methods.base import NonFiniteLossError
-from disentkit.train import train
-from disentkit.train.checkpoint import load_checkpoint, load_run
-from disentkit.train.ensemble import ensemble_key, group_members, train_ensemble
-from disentkit.train.logging import read_log
+from disentkit.training import train
+from disentkit.training.checkpoint import load_checkpoint, load_run
+from disentkit.training.ensemble import ensemble_key, group_members, train_ensemble
+from disentkit.training.logging import read_log
 
 #: Measured, fp32 CPU, 6 steps at lr 1e-3, batch 4: max |ensemble − single| over every weight
 #: was 1.7e-7 for the locatello network with PyTorch's default initialisation (float

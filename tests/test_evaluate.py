@@ -45,7 +45,7 @@ def test_evaluate_model_writes_a_complete_folder(tmp_path, monkeypatch):
     # a complete folder is returned as is, without computing anything
     import disentkit.metrics as metrics_mod
 
-    monkeypatch.setattr(metrics_mod, "evaluate", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(metrics_mod, "score", lambda *a, **k: pytest.fail("recomputed"))
     assert evaluate_model(model, ds, tmp_path / "e", info, EVAL) == read_json(tmp_path / "e" / "results.json")
 
 
@@ -84,8 +84,8 @@ def test_evaluate_source_and_its_untrained_floor(tmp_path):
     # the floor is the source's own initialisation: the same network at step 0
     import dataclasses
 
-    from disentkit.train.checkpoint import load_run
-    from disentkit.train.prepare import build_network, seeds
+    from disentkit.training.checkpoint import load_run
+    from disentkit.training.prepare import build_network, seeds
 
     _, cfg = load_run(run)
     init = build_network(dataclasses.replace(cfg), 1, seeds(cfg.run.seed)["init"]).eval()

@@ -22,8 +22,8 @@ import torch
 
 from disentkit.cli import main
 from disentkit.config import TrainConfig, apply_overrides
-from disentkit.train import train
-from disentkit.train.checkpoint import checkpoint_path, load_checkpoint
+from disentkit.training import train
+from disentkit.training.checkpoint import checkpoint_path, load_checkpoint
 from faults import generators as G
 
 CASE_TIMEOUT_S = 120

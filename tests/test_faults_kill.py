@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from disentkit.runfolder import TEMP_NAME
-from disentkit.train.checkpoint import load_checkpoint
+from disentkit.training.checkpoint import load_checkpoint
 
 TIMEOUT_S = 300
 
@@ -109,17 +109,17 @@ def slow_or_dying_dispatch(spec, run_dir, source_dir, runtime):
 
 
 def test_a_killed_worker_fails_only_its_own_run(tmp_path):
+    from disentkit.experiment.stages import Runtime
+    from disentkit.experiment.study import load_study, plan
     from disentkit.sweep import state as st
-    from disentkit.sweep.execute import Runtime
     from disentkit.sweep.local import BLOCKED, run_local
-    from disentkit.sweep.study import load_study
 
-    data = {"name": "two", "sources": [{"name": "c", "dataset": "color-dsprites", "seeds": 2,
-                                        "steps": 2, "warmup": 0}],
-            "transfers": [{"source": "c", "targets": ["noisy-color-dsprites"], "finetune_steps": 1}],
-            "evaluation": {"n_samples": 16}}
+    data = {"name": "two", "sources": [{"name": "c", "dataset": "color-dsprites", "seeds": [0, 1],
+                                        "steps": 2, "warmup_steps": 0}],
+            "transfers": [{"source": "c", "targets": ["noisy-color-dsprites"], "steps": 1}],
+            "evaluation": {"n": 16}}
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(data))
-    study = load_study(tmp_path / "two.yaml", tmp_path / "out")
+    study = plan(load_study(tmp_path / "two.yaml"), tmp_path / "out")
     states = run_local(study, workers=2, runtime=Runtime(threads=1),
                        dispatch=slow_or_dying_dispatch, log=lambda s: None)
     by = {r.name: r for r in study.runs}

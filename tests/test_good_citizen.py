@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from disentkit.cli import main
+from disentkit.config import TRAIN_SMOKE
 from disentkit.io import atomic_path, write_text
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -106,14 +107,14 @@ def test_tensorboard_logger_writes_scalars_and_a_final_image(tmp_path):
     acc.Reload()
     tags = acc.Tags()
     assert {"train/loss", "train/kl", "train/reconstruction", "train/beta"} <= set(tags["scalars"])
-    from disentkit.train.logging import read_log
+    from disentkit.training.logging import read_log
 
     logged = [r for r in read_log(out) if "loss" in r]
     loss = acc.Scalars("train/loss")
     assert [e.step for e in loss] == [r["step"] for r in logged]
     assert np.allclose([e.value for e in loss], [r["loss"] for r in logged], rtol=1e-5)
     images = acc.Images("reconstructions_and_traversals")
-    assert len(images) == 1 and images[0].step == 6
+    assert len(images) == 1 and images[0].step == TRAIN_SMOKE["run.steps"]
     # 8 inputs, 8 reconstructions and one traversal row per latent dimension (10), 64-px tiles
     assert images[0].height == 2 + (2 + 10) * 66 and images[0].width == 2 + 8 * 66
     import json

@@ -28,7 +28,7 @@ def test_grid_throughput_smoke_writes_every_measurement(tmp_path):
     c = data["cpu_ensemble_vs_sequential"]
     assert c["members"] == 2 and c["speedup"] > 0
     g = data["projection"]
-    # experiments/paper.yaml: 5 sources x 20 models; 15 transfers x 20 models
+    # the packaged study paper: 5 sources x 20 models; 15 transfers x 20 models
     assert g["source_runs"] == 100 and g["finetune_runs"] == 300
     assert g["images"] == (60 * 400_000 + 40 * 300_000 + 300 * 50_000) * 128
     assert g["hours"] == g["images"] / g["best_images_per_s"] / 3600

@@ -1,4 +1,4 @@
-"""Backends agree, ``evaluate`` composes the metrics, bootstrap intervals, shared helpers."""
+"""Backends agree, ``score`` composes the metrics, bootstrap intervals, shared helpers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 from sklearn.metrics import mutual_info_score
 
-from disentkit.metrics import METRICS, evaluate, resolve_metrics
+from disentkit.metrics import METRICS, score, resolve_metrics
 from disentkit.metrics._common import (
     check_backend,
     entropy,
@@ -81,10 +81,10 @@ def test_downstream_pruned_and_single_use_the_association():
     assert pruned_dimensions({"a": 3, "b": 3, "c": None, "d": 1}, inactive=[1]) == [3]
 
 
-# ------------------------------------------------------------------ evaluate
-def test_evaluate_runs_every_metric_and_records_backends():
+# ------------------------------------------------------------------ score
+def test_score_runs_every_metric_and_records_backends():
     z, f = moderate_code(240)
-    flat, details = evaluate(z, f, factor_names=["p", "q"], backend="fast", seed=3, n_jobs=1)
+    flat, details = score(z, f, factor_names=["p", "q"], backend="fast", seed=3, n_jobs=1)
     for name in METRICS:
         assert "backend" in details[name], name
     for key in ("omes.score", "dci.disentanglement", "mig.score", "sap.score", "modularity.score",
@@ -97,25 +97,25 @@ def test_evaluate_runs_every_metric_and_records_backends():
     assert details["skipped_factors"] == []
 
 
-def test_evaluate_metric_seeds_do_not_depend_on_the_selection():
+def test_score_metric_seeds_do_not_depend_on_the_selection():
     z, f = moderate_code(240)
-    alone, _ = evaluate(z, f, metrics="omes", seed=7)
-    together, _ = evaluate(z, f, metrics=["mig", "omes", "factor_vae"], seed=7)
+    alone, _ = score(z, f, metrics="omes", seed=7)
+    together, _ = score(z, f, metrics=["mig", "omes", "factor_vae"], seed=7)
     assert alone.items() <= together.items()
-    other, _ = evaluate(z, f, metrics="omes", seed=8)
+    other, _ = score(z, f, metrics="omes", seed=8)
     assert other["omes.score"] != alone["omes.score"]
 
 
-def test_evaluate_bootstrap_adds_intervals():
+def test_score_bootstrap_adds_intervals():
     z, f = moderate_code(240)
-    flat, details = evaluate(z, f, metrics="omes,mig", seed=0, bootstrap=5)
+    flat, details = score(z, f, metrics="omes,mig", seed=0, bootstrap=5)
     assert details["bootstrap"]["resamples"] == 5 and details["bootstrap"]["level"] == 0.95
     for key in ("omes.score", "mig.score"):
         low, high = flat[f"{key}.ci_low"], flat[f"{key}.ci_high"]
         assert 0.0 <= low < high <= 1.0
         assert high - low < 0.5
     with pytest.raises(ValueError, match="bootstrap"):
-        evaluate(z, f, metrics="mig", bootstrap=1)
+        score(z, f, metrics="mig", bootstrap=1)
 
 
 def test_resampling_keeps_the_split():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from disentkit.metrics import _run, evaluate
+from disentkit.metrics import _run, score
 from disentkit.metrics._common import (
     check_inputs,
     histogram_discretize,
@@ -75,7 +75,7 @@ def _definition(z, f, names, b, seed=0, backend="fast"):
 def test_metrics_without_a_fit_are_identical_to_the_definition():
     z, f = small_code(300)
     names = ["omes", "mig", "modularity"]
-    flat, details = evaluate(z, f, metrics=names, bootstrap=8, n_jobs=1)
+    flat, details = score(z, f, metrics=names, bootstrap=8, n_jobs=1)
     ref = _definition(z, f, names, 8)
     for key in ("omes.score", "omes.alpha_0.3.max", "mig.score", "modularity.score"):
         assert (flat[f"{key}.ci_low"], flat[f"{key}.ci_high"]) == pytest.approx(ref[key], abs=1e-12)
@@ -92,7 +92,7 @@ def test_fit_once_intervals_agree_with_refitting_everything():
     z, f = small_code(600)
     names = ["dci", "sap", "modularity"]
     b = 40
-    flat, details = evaluate(z, f, metrics=names, backend="fast", bootstrap=b, n_jobs=1,
+    flat, details = score(z, f, metrics=names, backend="fast", bootstrap=b, n_jobs=1,
                              bootstrap_refits=b)
     ref = _definition(z, f, names, b)
     keys = ["dci.informativeness_test", "sap.score", "explicitness.score_test",
@@ -111,7 +111,7 @@ def test_fit_once_intervals_agree_with_refitting_everything():
 def test_refits_are_capped_stated_and_progress_ticks():
     z, f = small_code(240)
     ticks = []
-    flat, details = evaluate(z, f, metrics="dci,sap,beta_vae,factor_vae,downstream",
+    flat, details = score(z, f, metrics="dci,sap,beta_vae,factor_vae,downstream",
                              backend="fast", bootstrap=6, bootstrap_refits=3, n_jobs=1,
                              progress=ticks.append)
     assert sum(ticks) == 6 + 3
@@ -120,11 +120,11 @@ def test_refits_are_capped_stated_and_progress_ticks():
     for key in ("beta_vae.eval_accuracy", "factor_vae.eval_accuracy", "gbt.mean_test_accuracy",
                 "mlp_pruned.min_test_accuracy", "dci.completeness"):
         assert flat[f"{key}.ci_low"] <= flat[key] + 1e-12 <= flat[f"{key}.ci_high"] + 2e-12, key
-    once, _ = evaluate(z, f, metrics="sap,beta_vae,factor_vae", bootstrap=6, n_jobs=1)
-    again, _ = evaluate(z, f, metrics="sap,beta_vae,factor_vae", bootstrap=6, n_jobs=1)
+    once, _ = score(z, f, metrics="sap,beta_vae,factor_vae", bootstrap=6, n_jobs=1)
+    again, _ = score(z, f, metrics="sap,beta_vae,factor_vae", bootstrap=6, n_jobs=1)
     assert again == once  # deterministic
     with pytest.raises(ValueError, match="bootstrap_refits must be at least 2"):
-        evaluate(z, f, metrics="dci", bootstrap=4, bootstrap_refits=1)
+        score(z, f, metrics="dci", bootstrap=4, bootstrap_refits=1)
 
 
 def test_t_interval_is_centred_and_widens_with_spread():

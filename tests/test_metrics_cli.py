@@ -125,7 +125,7 @@ def test_encode_command_uses_load_run(monkeypatch, toy_dataset_cls, tmp_path, ca
     import torch
 
     import disentkit.data.registry as registry
-    import disentkit.train.checkpoint as checkpoint
+    import disentkit.training.checkpoint as checkpoint
 
     class Encoder(torch.nn.Module):
         def encode(self, x):
@@ -164,7 +164,7 @@ def test_encode_command_on_a_real_run_folder(tmp_path, capsys):
 
     from disentkit.config import TrainConfig, save
     from disentkit.models import build_model
-    from disentkit.train import checkpoint as ckpt
+    from disentkit.training import checkpoint as ckpt
 
     torch.manual_seed(0)
     model = build_model("locatello", 1, 4)
@@ -199,7 +199,7 @@ def test_encode_then_metrics_reproduces_the_run_evaluation(tmp_path, capsys, sam
     from disentkit.config import TrainConfig, save
     from disentkit.evaluate import EvalSettings, evaluate_source
     from disentkit.models import build_model
-    from disentkit.train import checkpoint as ckpt
+    from disentkit.training import checkpoint as ckpt
 
     torch.manual_seed(1)
     cfg = TrainConfig()

@@ -13,7 +13,7 @@ import pytest
 from disentkit.cli import main
 from disentkit.data.dsprites import DSprites
 from disentkit.data.pairs import check_pairs, pair_index, sample_pair_factors
-from disentkit.train import batches
+from disentkit.training import batches
 
 
 def test_sparse_dsprites_cut_is_refused_quickly(tmp_path, capsys):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from disentkit.config import TRAIN_SMOKE
 from disentkit import progress
 from disentkit.progress import Progress, format_seconds, line_interval, resolve_mode, track
 
@@ -119,12 +120,12 @@ def test_slow_rates_read_as_seconds_per_unit():
 
 
 def test_bootstrap_and_metric_suite_report_progress(lines):
-    from disentkit.metrics import evaluate
+    from disentkit.metrics import score
 
     rng = np.random.default_rng(0)
     factors = np.stack([rng.integers(0, 3, 120), rng.integers(0, 2, 120)], axis=1)
     codes = factors + 0.1 * rng.normal(size=factors.shape)
-    evaluate(codes, factors, metrics="mig,modularity", bootstrap=3)
+    score(codes, factors, metrics="mig,modularity", bootstrap=3)
     got = lines()
     assert any(g.startswith("metrics: 2/2 metrics") for g in got)
     assert any(g.startswith("bootstrap: 3/3 steps") for g in got)  # one step per resample
@@ -182,13 +183,12 @@ def test_forced_lines_show_without_logging_configured(caplog, capsys, monkeypatc
 
 
 def test_a_sweep_reports_progress_over_its_runs(lines, tmp_path):
-    from test_sweep import _study, fake_dispatch
+    from test_sweep import _plan, _study, fake_dispatch
 
-    from disentkit.sweep.execute import Runtime
+    from disentkit.experiment.stages import Runtime
     from disentkit.sweep.local import run_local
-    from disentkit.sweep.study import load_study
 
-    study = load_study(_study(tmp_path), tmp_path / "out")
+    study = _plan(_study(tmp_path), tmp_path / "out")
     run_local(study, workers=1, runtime=Runtime(threads=1), dispatch=fake_dispatch)
     got = [g for g in lines() if g.startswith(f"sweep {study.name}: ")]
     n = len(study.runs)
@@ -222,5 +222,6 @@ def test_train_on_a_terminal_shows_a_bar(tmp_path):
     os.close(master)
     assert proc.wait(timeout=300) == 0
     text = raw.decode("utf-8", "replace")
-    assert "\rtrain: " in text and "/6 [" in text and "steps/s" in text  # a tqdm bar (redrawn)
+    steps = TRAIN_SMOKE["run.steps"]
+    assert "\rtrain: " in text and f"/{steps} [" in text and "steps/s" in text  # a tqdm bar (redrawn)
     assert not LINE.search(text)  # and no plain progress lines

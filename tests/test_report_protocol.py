@@ -22,7 +22,7 @@ from disentkit.report.health import active_dimensions, finetune_health
 from disentkit.report.provenance import checkpoint_info, training_seconds
 from disentkit.report.sections import missing_traversal, traversal_caption
 from disentkit.report.tables import source_groups, source_table, transfer_groups
-from disentkit.train.checkpoint import TrainingState, save_checkpoint
+from disentkit.training.checkpoint import TrainingState, save_checkpoint
 
 
 def _boxed_cells(fig):

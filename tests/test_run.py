@@ -9,7 +9,10 @@ import time
 import pytest
 
 from disentkit.cli import main
-from disentkit.cli.run import Preset, find_real_targets, load_preset, smoke, source_folder_name
+from disentkit.config import ConfigError
+from disentkit.experiment.engine import JobClock
+from disentkit.experiment.stages import PreflightError, preflight
+from disentkit.experiment.study import Study, TransferSpec, SourceSpec, load_study, plan
 
 from test_report import check_html
 
@@ -32,12 +35,12 @@ def test_smoke_run_writes_every_report_file(smoke_run, capsys):
     assert code == 0
     print(f"smoke run: {cpu:.1f} CPU seconds")
     assert cpu < 90, f"the smoke run took {cpu:.0f} CPU seconds"
-    for name in ("report.html", "report.md", "results.csv", "run.json"):
+    for name in ("report.html", "report.md", "results.csv", "study.json"):
         assert (out / name).is_file(), name
-    src = out / "sources" / "color-dsprites-gvae-labels-locatello-beta1-seed0"
+    (src,) = (out / "sources").glob("color-dsprites.b1.s0.*")
     assert (src / "eval" / "results.json").is_file() and (src / "floor" / "results.json").is_file()
     for target in TARGETS:
-        t = out / "transfers" / f"{src.name}--{target}"
+        (t,) = (out / "transfers").glob(f"color-dsprites--{target}.b1.s0.*")
         assert (t / "before" / "results.json").is_file() and (t / "after" / "results.json").is_file()
     text, images = check_html(out / "report.html")
     shown = {img["data-file"] for img in images}
@@ -64,10 +67,10 @@ def test_rerun_skips_finished_stages(smoke_run, monkeypatch, capsys):
     out, code, _ = smoke_run
     assert code == 0
     import disentkit.metrics as metrics_mod
-    import disentkit.train as train_mod
+    import disentkit.training as train_mod
 
     monkeypatch.setattr(train_mod, "train", lambda *a, **k: pytest.fail("trained again"))
-    monkeypatch.setattr(metrics_mod, "evaluate", lambda *a, **k: pytest.fail("evaluated again"))
+    monkeypatch.setattr(metrics_mod, "score", lambda *a, **k: pytest.fail("evaluated again"))
     before = (out / "transfers").stat().st_mtime_ns
     assert main(["run", "--smoke", "--out", str(out)]) == 0
     captured = capsys.readouterr()
@@ -76,47 +79,64 @@ def test_rerun_skips_finished_stages(smoke_run, monkeypatch, capsys):
 
 
 def test_presets_load_and_round_trip(tmp_path, capsys):
-    quick, paper = load_preset("quick"), load_preset("paper")
-    assert quick.source.dataset == "color-dsprites" and quick.targets == TARGETS
-    assert quick.source.steps == 3000 and quick.source.lr == 1e-3 and quick.source.arch == "locatello"
-    assert paper.source.betas == (1.0, 2.0) and len(paper.source.seeds) == 10
-    assert (paper.source.steps, paper.source.warmup_steps, paper.finetune.steps) == (400000, 50000, 50000)
-    assert paper.eval.n == 15008 and paper.finetune.lr == 1e-4
-    tiny = smoke(paper)
-    assert tiny.source.steps < 20 and len(tiny.source.seeds) == 1 and tiny.eval.n < 500
+    quick, paper = load_study("quick"), load_study("paper")
+    (src,) = quick.sources
+    (tr,) = quick.transfers
+    assert src.dataset == "color-dsprites" and tr.targets == TARGETS
+    assert (src.steps, src.lr, src.arch, src.batch_size) == (3000, 1e-3, "locatello", 64)
+    assert (tr.steps, tr.lr, tr.beta, tr.grad_clip) == (500, 5e-4, 1.0, 1.0)
+    assert quick.evaluation.n == 15008 and quick.evaluation.backend == "fast"
+    assert quick.execution.precision == paper.execution.precision == "fp32"
+    color = next(s for s in paper.sources if s.name == "color-dsprites")
+    assert color.betas == (1.0, 2.0) and len(color.seeds) == 10 and color.arch == "paper"
+    assert (color.steps, color.warmup_steps) == (400000, 50000)
+    assert all((t.steps, t.lr, t.beta, t.grad_clip) == (50000, 1e-4, 1.0, None) for t in paper.transfers)
+    assert paper.evaluation.backend == "reference" and paper.evaluation.sampling == "lines"
+    tiny = paper.smoke()
+    assert tiny.sources[0].steps < 20 and tiny.evaluation.n < 500
     assert main(["run", "--preset", "paper", "--show-preset"]) == 0
     (tmp_path / "mine.json").write_text(capsys.readouterr().out)
-    assert load_preset(str(tmp_path / "mine.json")) == paper  # the printed preset is a config file
+    assert load_study(str(tmp_path / "mine.json")) == paper  # the printed study is a study file
     data = json.loads((tmp_path / "mine.json").read_text())
-    data["source"]["stpes"] = 5
+    data["sources"][0]["stpes"] = 5
     (tmp_path / "typo.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="stpes"):
-        load_preset(str(tmp_path / "typo.json"))
+    with pytest.raises(ConfigError, match="stpes"):
+        load_study(str(tmp_path / "typo.json"))
     assert main(["run", "--preset", "nonexistent"]) == 2
-    assert "--preset must be one of" in capsys.readouterr().err
-    assert source_folder_name(quick.source, 2.0, 3) == "color-dsprites-gvae-labels-locatello-beta2-seed3"
+    assert "not a packaged study" in capsys.readouterr().err
 
 
-def test_missing_real_targets_are_skipped_with_the_reason(tmp_path):
-    said = []
-    preset = Preset(targets=("shapes3d",), real_targets=("coil100-augmented",))
-    assert find_real_targets(preset, str(tmp_path), said.append) == []
-    assert said and "skipping real target coil100-augmented" in said[0]
-    assert find_real_targets(preset, None, said.append) == []
+def test_missing_optional_targets_are_skipped_and_required_ones_fail_first(tmp_path, caplog):
+    study = Study(name="s", sources=(SourceSpec(name="c", dataset="color-dsprites", steps=2),),
+                  transfers=(TransferSpec(source="c", targets=("shapes3d",),
+                                          optional_targets=("coil100-augmented",)),))
+    assert preflight(study, str(tmp_path)) == {"coil100-augmented": False}
+    assert "skipping optional target coil100-augmented" in caplog.text
+    assert len(plan(study, optional={"coil100-augmented": False}).runs) == 2
+    needs_files = Study(name="s", sources=study.sources,
+                        transfers=(TransferSpec(source="c", targets=("rgbd-objects",)),))
+    with pytest.raises(PreflightError, match="rgbd-objects"):
+        preflight(needs_files, str(tmp_path))
+    # `run` refuses before training or writing anything
+    path = tmp_path / "study.json"
+    from disentkit.config import to_dict
+
+    path.write_text(json.dumps(to_dict(needs_files)))
+    assert main(["run", "--preset", str(path), "--smoke", "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
 
 
 def test_job_clock_estimates_time_left_from_measured_rates():
-    from disentkit.cli.run import JobClock
-
-    preset = load_preset("quick")  # 3000 steps x 64 pairs; fine-tuning 500 x 64 images
-    clock = JobClock(preset, n_runs=1, n_targets=3)
-    assert clock.source_images == preset.source.steps * preset.source.batch_size * 2
-    finetune_images = preset.finetune.steps * preset.finetune.batch_size
-    first = clock.header("train source")
+    quick = plan(load_study("quick"), optional={})  # 3000 steps x 64 pairs; fine-tuning 500 x 64
+    clock = JobClock(quick)
+    source = quick.runs[0]
+    assert clock.images[source.id] == 3000 * 64 * 2
+    finetune_images = 500 * 64
+    first = clock.text("train source")
     assert first.startswith("[stage 1/6, 0:00 elapsed]") and "left" not in first
     clock.spent = {"images": [10.0, 1000], "evals": [30.0, 2]}  # 10 ms per image, 15 s per eval
-    line = clock.header("evaluate source")  # left: 2 evals + 3 x (fine-tuning images + 2 evals)
-    expected = 2 * 15 + 3 * (finetune_images * 0.01 + 2 * 15)
+    line = clock.text("evaluate source")  # left: 2 evals + 3 x (fine-tuning + before, floor, after)
+    expected = 2 * 15 + 3 * (finetune_images * 0.01 + 3 * 15)
     assert f"about {int(expected) // 60}:{int(expected) % 60:02d} left" in line
     assert line.startswith("[stage 2/6")
     with clock.measure(images=500, evals=0):
@@ -128,12 +148,10 @@ def test_job_clock_counts_measured_transfers_for_the_rest():
     """After one transfer ran, the remaining transfers are estimated at its measured time (the
     source's evaluation rate overestimated them when transfers use fewer classifiers); a
     transfer skipped as finished does not count."""
-    from disentkit.cli.run import JobClock
-
-    clock = JobClock(load_preset("quick"), n_runs=1, n_targets=3)
+    clock = JobClock(plan(load_study("quick"), optional={}))
     clock.spent = {"images": [10.0, 1000], "evals": [30.0, 2]}
     for _ in range(3):  # train, evaluate, first transfer
-        clock.header("stage")
+        clock.text("stage")
     with clock.measure(transfer=False):  # skipped: finished before
         pass
     assert clock.transfer_seconds == [] and clock.spent["evals"] == [30.0, 2]
@@ -141,18 +159,19 @@ def test_job_clock_counts_measured_transfers_for_the_rest():
         pass
     assert len(clock.transfer_seconds) == 1
     clock.transfer_seconds = [100.0]
-    assert clock.header("second transfer").endswith("about 3:20 left] second transfer")
+    assert clock.text("second transfer").endswith("about 3:20 left] second transfer")
 
 
-def test_quick_preset_evaluates_transfers_with_gbt_only(tmp_path, capsys):
+def test_quick_preset_evaluates_transfers_with_gbt_only():
     """The source and its floor get every metric; the transfers the GBT classifiers their
     tables read (the MLPs would cost more than the rest of a CPU evaluation)."""
-    quick = load_preset("quick")
-    assert quick.eval.n == 15008 and quick.eval.downstream_models is None
-    assert quick.transfer_eval().downstream_models == ("gbt", "gbt_pruned", "gbt_single")
-    assert quick.transfer_eval().n == quick.eval.n
-    assert smoke(quick).transfer_eval() == smoke(quick).eval
-    assert main(["run", "--preset", "quick", "--show-preset"]) == 0
-    (tmp_path / "quick.json").write_text(capsys.readouterr().out)
-    again = load_preset(str(tmp_path / "quick.json"))
-    assert again.transfer_eval() == quick.transfer_eval()
+    quick = load_study("quick")
+    assert quick.evaluation.n == 15008 and quick.evaluation.downstream_models is None
+    transfer = quick.evaluation.settings(transfer=True)
+    assert transfer.downstream_models == ("gbt", "gbt_pruned", "gbt_single")
+    assert transfer.n == quick.evaluation.n
+    tiny = quick.smoke().evaluation
+    assert tiny.settings(transfer=True) == tiny.settings()
+    runs = plan(quick, optional={}).runs
+    assert runs[1].config["transfer"]["eval"]["downstream_models"] == ["gbt", "gbt_pruned", "gbt_single"]
+    assert runs[0].config["evaluation"]["downstream_models"] is None

@@ -16,13 +16,14 @@ import pytest
 import yaml
 
 from disentkit.cli import main
+from disentkit.config import ConfigError
+from disentkit.experiment.stages import Runtime
+from disentkit.experiment.study import config_id, load_study, plan
 from disentkit.sweep import state as st
-from disentkit.sweep.execute import Runtime
-from disentkit.sweep.study import config_id, expand, load_study
 
-ROOT = Path(__file__).resolve().parents[1]
-PAPER = ROOT / "experiments" / "paper.yaml"
-QUICK = ROOT / "experiments" / "quick.yaml"
+
+def _plan(study, out=None, *, smoke=False, optional=None):
+    return plan(load_study(study, smoke=smoke), out, optional=optional)
 
 
 # --- a stand-in for training/transfer: top-level so spawned workers can unpickle it ----------
@@ -50,14 +51,15 @@ def _calls(run_dir: Path) -> int:
 def _study(tmp_path: Path, *, seeds=2, extra_source=False) -> Path:
     data = {
         "name": "mini",
-        "sources": [{"name": "color", "dataset": "color-dsprites", "seeds": seeds, "steps": 5, "warmup": 0}],
+        "sources": [{"name": "color", "dataset": "color-dsprites", "seeds": list(range(seeds)),
+                     "steps": 5, "warmup_steps": 0}],
         "transfers": [{"source": "color", "targets": ["noisy-color-dsprites", "coins-augmented"],
-                       "finetune_steps": 3}],
-        "evaluation": {"n_samples": 16},
+                       "steps": 3}],
+        "evaluation": {"n": 16},
     }
     if extra_source:
-        data["sources"].append({"name": "shapes", "dataset": "shapes3d", "seeds": 1, "steps": 5, "warmup": 0})
-        data["transfers"].append({"source": "shapes", "targets": ["noisy-dsprites"], "finetune_steps": 3})
+        data["sources"].append({"name": "shapes", "dataset": "shapes3d", "seeds": [0], "steps": 5})
+        data["transfers"].append({"source": "shapes", "targets": ["noisy-dsprites"], "steps": 3})
     path = tmp_path / "mini.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -67,70 +69,111 @@ def _study(tmp_path: Path, *, seeds=2, extra_source=False) -> Path:
 
 
 def test_paper_study_is_the_papers_grid():
-    study = load_study(PAPER)
+    study = _plan("paper")
     sources, transfers = study.of_kind("source"), study.of_kind("transfer")
     assert (len(sources), len(transfers)) == (100, 300)
     assert len({r.id for r in study.runs}) == 400
-    # 5 experiments × β {1, 2} × seeds 0..9
-    assert {(r.config["beta"], r.config["seed"]) for r in sources} == {(b, s) for b in (1.0, 2.0) for s in range(10)}
+    train = {r.id: r.config["train"] for r in sources}
+    # 5 experiments × β {1, 2} × seeds 0..9, the paper's network, fp32
+    assert {(t["method"]["beta"], t["run"]["seed"]) for t in train.values()} == {
+        (b, s) for b in (1.0, 2.0) for s in range(10)}
     assert len({r.config["experiment"] for r in sources}) == 5
-    assert {r.config["steps"] for r in sources if r.config["dataset"].startswith("coil100")} == {300_000}
-    assert {r.config["steps"] for r in sources if not r.config["dataset"].startswith("coil100")} == {400_000}
+    assert {t["model"]["arch"] for t in train.values()} == {"paper"}
+    assert {t["run"]["precision"] for t in train.values()} == {"fp32"}
+    steps = {t["data"]["dataset"]: t["run"]["steps"] for t in train.values()}
+    assert steps["coil100-augmented"] == steps["coil100-augmented-binary"] == 300_000
+    assert steps["color-dsprites"] == steps["shapes3d"] == 400_000
+    warmup = {t["data"]["dataset"]: t["method"]["warmup_steps"] for t in train.values()}
+    assert warmup["shapes3d"] == 0 and warmup["color-dsprites"] == 50_000  # as the paper's configs
     assert len({r.config["experiment"] for r in transfers}) == 15
     by_id = study.by_id()
     for t in transfers:  # each transfer starts from the model of the same experiment, β and seed
         (src,) = t.depends_on
         assert by_id[src].kind == "source"
         assert t.config["experiment"].startswith(by_id[src].config["experiment"] + "->")
-        assert (t.config["beta"], t.config["seed"]) == (by_id[src].config["beta"], by_id[src].config["seed"])
-        assert t.config["finetune_steps"] == 50_000 and t.config["evaluation"]["n_samples"] == 15_008
+        tr = t.config["transfer"]
+        assert tr["seed"] == train[src]["run"]["seed"]
+        assert (tr["steps"], tr["beta"], tr["grad_clip"], tr["eval"]["n"]) == (50_000, 1.0, None, 15_008)
+        assert tr["eval"]["backend"] == "reference" == by_id[src].config["evaluation"]["backend"]
+    assert len(_plan("paper", optional={}).runs) == 100 + 100  # without the real targets
 
 
 def test_ids_are_stable_and_follow_the_config(tmp_path):
-    data = yaml.safe_load(_study(tmp_path).read_text())
-    a, b = expand(data), expand(json.loads(json.dumps(data)))
+    path = _study(tmp_path)
+    a, b = _plan(path).runs, _plan(path).runs
     assert [r.id for r in a] == [r.id for r in b]
     assert all(r.id == config_id(r.config) and r.folder.name.endswith(r.id[:8]) for r in a)
     # sources first, then transfers: the order a sequential executor can follow
     assert [r.kind for r in a] == ["source"] * 2 + ["transfer"] * 4
+    data = yaml.safe_load(path.read_text())
     data["sources"][0]["lr"] = 3e-4  # a changed source changes its id and every transfer downstream
-    c = expand(data)
+    path.write_text(yaml.safe_dump(data))
+    c = _plan(path).runs
     assert not {r.id for r in c} & {r.id for r in a}
-    smoke = expand(yaml.safe_load(_study(tmp_path).read_text()), smoke=True)
-    assert {r.config.get("steps") for r in smoke if r.kind == "source"} == {8}
-    assert {r.config["evaluation"]["n_samples"] for r in smoke} == {240}
-    assert not {r.id for r in smoke} & {r.id for r in a}
+    smoke = _plan(path, smoke=True).runs
+    assert {r.config["train"]["run"]["steps"] for r in smoke if r.kind == "source"} == {8}
+    assert {r.config["evaluation"]["n"] for r in smoke if r.kind == "source"} == {160}
+    assert not {r.id for r in smoke} & {r.id for r in c}
+    # runtime settings (device, threads, data root) do not change an id
+    cfg = json.loads(json.dumps(a[0].config))
+    cfg["train"]["run"]["device"], cfg["train"]["data"]["root"] = "cuda", "/elsewhere"
+    assert config_id(cfg) == a[0].id
 
 
 @pytest.mark.parametrize(
     "patch, message",
     [
         ({"sources": [{"name": "x", "dataset": "color-dsprites", "stepz": 3}]}, "unknown key(s) ['stepz']"),
-        ({"sources": [{"name": "x", "dataset": "no-such-set"}]}, "unknown dataset 'no-such-set'"),
-        ({"sources": [{"name": "x", "dataset": "color-dsprites", "seeds": [1, 1]}]}, "seeds repeat"),
-        ({"sources": [{"name": "x", "dataset": "color-dsprites", "steps": 0}]}, "steps must be an integer >= 1"),
-        ({"transfers": [{"source": "nope", "targets": ["shapes3d"]}]}, "source 'nope' is not a source"),
+        ({"sources": [{"name": "x", "dataset": "no-such-set"}]}, "sources[0].dataset must be one of"),
+        ({"sources": [{"name": "x", "dataset": "color-dsprites", "seeds": [1, 1]}]}, "distinct ints"),
+        ({"sources": [{"name": "x", "dataset": "color-dsprites", "method": "nope"}]}, "sources[0].method"),
+        ({"sources": [{"name": "x", "dataset": "color-dsprites", "lr": ""}]}, "sources[0].lr must be float"),
+        ({"sources": [{"name": "x", "dataset": "color-dsprites", "lr": -1}]}, "optim.lr must be > 0"),
+        ({"sources": [{"name": "x", "dataset": "color-dsprites", "steps": -1}]}, "run.steps must be >= 0"),
+        ({"sources": [{"name": "../../x", "dataset": "color-dsprites"}]}, "plain name"),
+        ({"name": ["a"]}, "study.name must be str"),
+        ({"transfers": [{"source": "nope", "targets": ["shapes3d"]}]}, "transfers[0].source must be one of"),
+        ({"transfers": [{"source": "x", "targets": 5}]}, "transfers[0].targets must be list of str"),
+        ({"transfers": [{"source": "x", "targets": ["shapes3d"], "beta": "nan"}]}, "finite"),
+        ({"evaluation": {"n": -5}}, "evaluation.n must be >= 2"),
+        ({"evaluation": {"sampling": "grid"}}, "evaluation.sampling"),
         ({"sources": []}, "non-empty list"),
     ],
 )
-def test_bad_study_says_what_is_wrong(tmp_path, patch, message):
+def test_bad_study_says_what_is_wrong(tmp_path, capsys, patch, message):
     data = {"name": "bad", "sources": [{"name": "x", "dataset": "color-dsprites"}], **patch}
-    with pytest.raises(ValueError) as info:
-        expand(data)
-    assert message in str(info.value)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_study(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+    # `sweep plan` rejects what `sweep run` would, before writing anything
+    assert main(["sweep", "plan", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 def test_study_file_errors(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match="not a packaged study"):
         load_study(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n")
-    with pytest.raises(ValueError, match="expected a mapping"):
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_study(bad)
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
         load_study(bad)
     js = tmp_path / "s.json"
     js.write_text(json.dumps({"sources": [{"name": "x", "dataset": "shapes3d"}]}))
-    study = load_study(js, tmp_path / "o")
+    study = _plan(js, tmp_path / "o")
     assert study.name == "s" and len(study.runs) == 1 and study.out == tmp_path / "o"
+
+
+def test_packaged_study_and_its_path_are_the_same(tmp_path):
+    from importlib import resources
+
+    text = resources.files("disentkit.studies").joinpath("quick.yaml").read_text("utf-8")
+    (tmp_path / "quick.yaml").write_text(text)
+    assert load_study(tmp_path / "quick.yaml") == load_study("quick")
 
 
 # --- state ---------------------------------------------------------------------------------------
@@ -177,7 +220,7 @@ def test_local_pool_runs_sources_first_splits_threads_and_survives_a_failure(tmp
     from disentkit.sweep.local import BLOCKED, run_local, threads_per_worker
 
     monkeypatch.setenv("SWEEP_TEST_FAIL", "shapes")
-    study = load_study(_study(tmp_path, extra_source=True), tmp_path / "out")
+    study = _plan(_study(tmp_path, extra_source=True), tmp_path / "out")
     states = run_local(study, workers=2, runtime=Runtime(threads=3), dispatch=fake_dispatch, log=lambda s: None)
     by_name = {r.name: r for r in study.runs}
     assert states[by_name["shapes.b1.s0"].id] == st.FAILED
@@ -204,13 +247,13 @@ def _run_for_kill(study_path: str, out: str) -> None:
     """Entry point of the subprocess that the kill test interrupts."""
     from disentkit.sweep.local import run_local
 
-    run_local(load_study(study_path, out), workers=2, runtime=Runtime(threads=1), dispatch=fake_dispatch)
+    run_local(_plan(study_path, out), workers=2, runtime=Runtime(threads=1), dispatch=fake_dispatch)
 
 
 def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path, monkeypatch):
     from disentkit.sweep.local import run_local
 
-    study = load_study(_study(tmp_path, seeds=3), tmp_path / "out")  # 3 sources, 6 transfers
+    study = _plan(_study(tmp_path, seeds=3), tmp_path / "out")  # 3 sources, 6 transfers
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_sweep; "
             f"test_sweep._run_for_kill({str(tmp_path / 'mini.yaml')!r}, {str(study.out)!r})")
     env = {**os.environ, "SWEEP_TEST_SLEEP": "1.0"}
@@ -280,7 +323,7 @@ def test_slurm_waves_record_failures_and_resubmit_only_what_is_not_done(tmp_path
     submitted: list[int] = []
     _local_submitit(monkeypatch, submitted)
     monkeypatch.setenv("SWEEP_TEST_FAIL", "shapes")
-    study = load_study(_study(tmp_path, seeds=1, extra_source=True), tmp_path / "out")
+    study = _plan(_study(tmp_path, seeds=1, extra_source=True), tmp_path / "out")
     options = slurm.SlurmOptions(time_min=2, max_parallel=2, poll_s=0.1)
     states = slurm.run_slurm(study, options, dispatch=fake_dispatch, log=lambda s: None)
     by_name = {r.name: r.id for r in study.runs}
@@ -358,18 +401,21 @@ def test_bootstrap_interval_properties():
 # --- CLI ---------------------------------------------------------------------------------------
 
 
-def test_cli_plan_lists_the_papers_runs(capsys, tmp_path):
-    assert main(["sweep", "plan", str(PAPER), "--out", str(tmp_path), "--summary"]) == 0
+def test_cli_plan_lists_the_runs_and_checks_datasets(capsys, tmp_path):
+    real = tmp_path / "data"
+    (real / "coil100-augmented-binary").mkdir(parents=True)
+    # the paper's grid reads Coil-100 from files: planning without them fails before anything
+    assert main(["sweep", "plan", "paper", "--out", str(tmp_path / "p"), "--summary"]) == 2
+    assert "coil100-augmented" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    assert main(["sweep", "plan", "quick", "--smoke", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "100 sources, 300 transfers (400 runs)" in out and "400 todo" in out
-    assert main(["sweep", "plan", str(QUICK), "--smoke", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert out.count("todo") >= 6 and "color-dsprites--coins-augmented.b1.s1" in out
+    assert "4 todo" in out and "color-dsprites--coins-augmented.b1.s0" in out
+    assert "1 sources, 3 transfers (4 runs)" in out  # optional targets: no --data-root
     assert main(["sweep", "plan", str(tmp_path / "nope.yaml")]) == 2
 
 
 def test_dataset_root_rule(tmp_path):
-    from disentkit.sweep.execute import dataset_root
+    from disentkit.experiment.stages import dataset_root
 
     assert dataset_root("shapes3d", None) is None  # generated: no files needed
     assert dataset_root("shapes3d", str(tmp_path)) is None  # ...unless a shapes3d folder is there
@@ -380,21 +426,17 @@ def test_dataset_root_rule(tmp_path):
         dataset_root("rgbd-objects", None)
 
 
-# --- the real thing: `disentkit sweep run experiments/quick.yaml --smoke`, killed and resumed -----
+# --- the real thing: a 2-seed smoke study through `disentkit sweep run`, killed and resumed -----
 
 
 @pytest.mark.slow
 def test_quick_smoke_sweep_killed_midway_resumes_and_aggregates(tmp_path):
-    from disentkit.data.registry import available_datasets
-
-    needed = {"color-dsprites", "noisy-color-dsprites", "coins-augmented"}
-    if not needed <= set(available_datasets()):
-        pytest.skip(f"datasets of experiments/quick.yaml not importable yet: {needed - set(available_datasets())}")
+    study_file = _study(tmp_path, seeds=2)
     out = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "disentkit", "sweep", "run", str(QUICK), "--executor", "local",
+    cmd = [sys.executable, "-m", "disentkit", "sweep", "run", str(study_file), "--executor", "local",
            "--workers", "2", "--smoke", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    study = load_study(QUICK, out, smoke=True)
+    study = _plan(study_file, out, smoke=True)
     folders = [out / r.folder for r in study.runs]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -442,7 +484,7 @@ def interrupting_dispatch(spec, run_dir, source_dir, runtime):
 def test_interrupted_run_is_todo_not_failed(tmp_path):
     from disentkit.sweep.execute import execute_run
 
-    study = load_study(_study(tmp_path, seeds=1), tmp_path / "out")
+    study = _plan(_study(tmp_path, seeds=1), tmp_path / "out")
     spec = study.runs[0]
     with pytest.raises(KeyboardInterrupt):
         execute_run(spec, study.out, dispatch=interrupting_dispatch)
@@ -467,7 +509,7 @@ def dying_dispatch(spec, run_dir, source_dir, runtime):
 def test_a_worker_killed_hard_fails_its_run_and_the_pool_recovers(tmp_path):
     from disentkit.sweep.local import BLOCKED, run_local
 
-    study = load_study(_study(tmp_path, seeds=2), tmp_path / "out")
+    study = _plan(_study(tmp_path, seeds=2), tmp_path / "out")
     states = run_local(study, workers=1, runtime=Runtime(threads=1), dispatch=dying_dispatch, log=lambda s: None)
     by_name = {r.name: r for r in study.runs}
     dead = by_name["color.b1.s1"]
@@ -483,7 +525,7 @@ def test_slurm_job_that_dies_without_a_traceback_is_recorded_failed(tmp_path, mo
     from disentkit.sweep import slurm
 
     _local_submitit(monkeypatch, [])
-    study = load_study(_study(tmp_path, seeds=2), tmp_path / "out")
+    study = _plan(_study(tmp_path, seeds=2), tmp_path / "out")
     states = slurm.run_slurm(study, slurm.SlurmOptions(time_min=2, poll_s=0.1), dispatch=dying_dispatch,
                              log=lambda s: None)
     dead = next(r for r in study.runs if r.name == "color.b1.s1")

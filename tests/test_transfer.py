@@ -16,11 +16,11 @@ from disentkit.data.base import FactorDataset
 from disentkit.evaluate import EvalSettings
 from disentkit.io import read_json
 from disentkit.data.views import CombinationSubset, is_heldout
-from disentkit.transfer import (
+from disentkit.models.channels import adapt_channels
+from disentkit.transfers import (
     SourceRunError,
     StageProgress,
     TransferConfig,
-    adapt_channels,
     transfer,
 )
 
@@ -56,7 +56,7 @@ class Squares(FactorDataset):
 
 def train_source(folder, channels=1, steps=3):
     from disentkit.config import DataConfig, MethodConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
-    from disentkit.train import train
+    from disentkit.training import train
 
     cfg = TrainConfig(
         data=DataConfig(dataset="squares"), model=ModelConfig(arch="locatello", latent_dim=4),
@@ -197,7 +197,7 @@ def test_transfer_before_after_on_heldout_then_skip(tmp_path, source_runs, monke
 
     # re-running skips every finished stage: no training, no file rewritten but transfer.json
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "transfer.json"}
-    import disentkit.train as train_mod
+    import disentkit.training as train_mod
 
     def no_training(*a, **k):
         raise AssertionError("a finished fine-tuning must not train again")
@@ -227,7 +227,7 @@ def test_channel_adaptation_inside_transfer(tmp_path, source_runs):
                   dataset=Squares(3))
     assert up["before"]["transfer"]["channel_rule"].startswith("1->3")
     assert (tmp_path / "up" / "source_adapted" / "checkpoint" / "checkpoint.safetensors").is_file()
-    from disentkit.train.checkpoint import load_run
+    from disentkit.training.checkpoint import load_run
 
     tuned, _ = load_run(tmp_path / "up" / "finetune")
     adapted, _ = load_run(tmp_path / "up" / "source_adapted")

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from disentkit.config import EVAL_SMOKE
 from disentkit.data.base import FactorDataset
 from disentkit.data.kinds import kinds_of
 from disentkit.data.views import SAMPLINGS, draw_rows  # noqa: F401 (SAMPLINGS: the setting's values)
@@ -74,9 +75,28 @@ class EvalSettings:
     #: classifiers of the downstream metric (None: all, i.e. gbt, mlp, their pruned variants and
     #: gbt_single); the paper's transfer tables need gbt and gbt_pruned only
     downstream_models: tuple[str, ...] | None = None
-    #: smoke sizes (seconds-long tests): recorded, so a report built from them says its verdicts
-    #: mean nothing
-    smoke: bool = False
+    #: smoke sizes (seconds-long tests; set by :meth:`smoke`): recorded as ``meta.smoke``, so a
+    #: report built from them says its verdicts mean nothing
+    smoke_sizes: bool = False
+
+    def check(self):
+        """Range checks, as ``(field, ok, expected, found)`` rows (:func:`disentkit.config.require`)."""
+        return [
+            ("n", self.n >= 2, ">= 2", self.n),
+            ("backend", self.backend in ("reference", "fast"), "one of ('reference', 'fast')",
+             self.backend),
+            ("train_fraction", 0.0 < self.train_fraction < 1.0, "in (0, 1)", self.train_fraction),
+            ("bootstrap", self.bootstrap >= 0, ">= 0", self.bootstrap),
+            ("batch_size", self.batch_size >= 1, ">= 1", self.batch_size),
+            ("n_jobs", self.n_jobs is None or self.n_jobs >= 1, ">= 1 or null", self.n_jobs),
+            ("sampling", self.sampling in SAMPLINGS, f"one of {SAMPLINGS}", self.sampling),
+            ("line_length", self.line_length >= 2, ">= 2", self.line_length),
+        ]
+
+    def smoke(self) -> "EvalSettings":
+        """Seconds-long evaluation (:data:`disentkit.config.EVAL_SMOKE`): 160 samples, the metrics
+        the report's tables read (OMES, DCI, MIG, GBT on the full and pruned code), fast backend."""
+        return dataclasses.replace(self, **EVAL_SMOKE)
 
 
 @dataclass
@@ -121,7 +141,7 @@ def encode(model, dataset: FactorDataset, n: int, *, sampling: str = "lines", se
     if channels is not None and channels != dataset.image_shape[0]:
         raise ValueError(
             f"the model takes {channels}-channel images; dataset {dataset.name!r} has "
-            f"{dataset.image_shape[0]} (adapt the model: disentkit.transfer.adapt_channels)")
+            f"{dataset.image_shape[0]} (adapt the model: disentkit.transfers.adapt_channels)")
     rng = np.random.default_rng(seed)
     rows = draw_rows(dataset, n, sampling=sampling, seed=seed, line_length=line_length,
                      train_fraction=train_fraction, rng=rng)
@@ -232,10 +252,10 @@ def write_figures(model, dataset, factors, mean, omes, folder: Path, title: str)
 
 
 def compute_all_metrics(codes, factors, names, settings: EvalSettings) -> tuple[dict, dict]:
-    """:func:`disentkit.metrics.evaluate` with the settings' selection; when
+    """:func:`disentkit.metrics.score` with the settings' selection; when
     ``downstream_models`` narrows the downstream classifiers, that metric runs on its own with
     the same seed derivation and OMES association as inside ``evaluate``."""
-    from disentkit.metrics import evaluate, metric_seed, resolve_metrics
+    from disentkit.metrics import metric_seed, resolve_metrics, score
     from disentkit.metrics.downstream import downstream
 
     names_m = resolve_metrics(settings.metrics)
@@ -247,7 +267,7 @@ def compute_all_metrics(codes, factors, names, settings: EvalSettings) -> tuple[
     first = [m for m in names_m if not (split and m == "downstream")]
     if split and "omes" not in first:
         first.append("omes")  # the pruned code needs OMES's association
-    flat, details = evaluate(codes, factors, first, bootstrap=settings.bootstrap, **common)
+    flat, details = score(codes, factors, first, bootstrap=settings.bootstrap, **common)
     if split:
         out = downstream(codes, factors, factor_names=names, backend=settings.backend,
                          train_fraction=settings.train_fraction, n_jobs=settings.n_jobs,
@@ -266,7 +286,7 @@ def evaluate_model(model, dataset, folder: str | Path, info: EvalInfo,
     metrics, write the evaluation folder, and return the results dict. Skips (returns the saved
     results) when ``folder`` already holds a complete evaluation.
 
-    The model must take the dataset's channels (see :func:`disentkit.transfer.adapt_channels`).
+    The model must take the dataset's channels (see :func:`disentkit.models.channels.adapt_channels`).
     """
     folder = Path(folder)
     if info.kind not in KINDS:
@@ -312,7 +332,7 @@ def evaluate_model(model, dataset, folder: str | Path, info: EvalInfo,
         "log": info.log,
         "warnings": notes,
         "meta": {"versions": library_versions(), "backend": settings.backend, "seed": settings.seed,
-                 "train_fraction": settings.train_fraction, "n": n, "smoke": bool(settings.smoke),
+                 "train_fraction": settings.train_fraction, "n": n, "smoke": bool(settings.smoke_sizes),
                  "elapsed_s": round(time.perf_counter() - start, 3),
                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
     }
@@ -330,7 +350,7 @@ def model_info(cfg, run_dir: str | Path) -> dict:
 def untrained_network(cfg, in_channels: int):
     """The network of run config ``cfg`` at its initialisation (the same seed, no weights loaded):
     the floor every trained number is read beside (docs/metrics.md, "evaluation")."""
-    from disentkit.train.prepare import build_network, seeds
+    from disentkit.training.prepare import build_network, seeds
 
     untrained_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=None))
     return build_network(untrained_cfg, in_channels, seeds(cfg.run.seed)["init"])
@@ -345,7 +365,7 @@ def evaluate_source(run_dir: str | Path, settings: EvalSettings | None = None, *
     Returns ``{"source": results, "floor": results or None}``; finished folders are skipped.
     """
     from disentkit.data.registry import get_dataset
-    from disentkit.train.checkpoint import load_run
+    from disentkit.training.checkpoint import load_run
 
     run_dir = Path(run_dir)
     model, cfg = load_run(run_dir, device="cpu")

@@ -47,7 +47,8 @@ OWNED_NAMES = frozenset({
     "running.json", "error.json", "done.json", "run.log", "report.html", "report.md",
     "report_figures", "aggregate.csv", "aggregate.md", "omes.json", "relation.png", "relation.csv",
     "association.csv", "inactive.csv", "traversals.png", "reconstructions.png", "figures",
-    "before", "after", "finetune", "source_adapted", "sources", "transfers",
+    "before", "after", "floor", "eval", "finetune", "source_adapted", "sources", "transfers",
+    "study.json",
 })
 #: temporary names of :func:`disentkit.io.atomic_path` (``.<name>.<random>.tmp<suffix>``)
 TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}\.tmp(\.[A-Za-z0-9]+)?$")

@@ -188,7 +188,7 @@ YAML_FAULTS = {
 def corrupt_checkpoint(run_dir: Path, how: str) -> Path:
     """Break ``run_dir``'s checkpoint: truncated, random bytes, or metadata naming a bit
     generator that does not exist (``getattr`` on file content would run it)."""
-    from disentkit.train.checkpoint import checkpoint_path
+    from disentkit.training.checkpoint import checkpoint_path
 
     path = checkpoint_path(run_dir)
     data = path.read_bytes()

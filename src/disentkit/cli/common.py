@@ -236,7 +236,7 @@ def check_metrics(metrics: str | Sequence[str] | None, backend: str) -> None:
 
 def check_device(device: str) -> None:
     """A device torch knows and this machine has (``auto``, ``cpu``, ``cuda``, ``cuda:N``)."""
-    from disentkit.train.prepare import resolve_device
+    from disentkit.training.prepare import resolve_device
 
     try:
         resolve_device(device)

@@ -104,7 +104,7 @@ def _meta(args, n: int, backend: str) -> dict:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from disentkit.metrics import evaluate
+    from disentkit.metrics import score
     from disentkit.metrics.representations import load_representations
 
     check_metrics(args.metrics, args.backend)  # before reading anything
@@ -113,7 +113,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     apply_threads(args.threads)
     codes, factors, names = load_representations(args.representations, args.classes, args.key)
     start = time.perf_counter()
-    flat, details = evaluate(
+    flat, details = score(
         codes,
         factors,
         metrics=args.metrics,
@@ -247,9 +247,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from disentkit.data.registry import get_dataset
     from disentkit.evaluate import encode
     from disentkit.metrics.representations import save_representations
-    from disentkit.train.checkpoint import load_run
+    from disentkit.training.checkpoint import load_run
 
-    from disentkit.train.prepare import resolve_device
+    from disentkit.training.prepare import resolve_device
 
     if args.n < 3:
         raise ValueError(f"--n must be >= 3; found {args.n}")

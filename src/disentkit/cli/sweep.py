@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="plan or run a study (a grid of sources and transfers)")
     ssub = p.add_subparsers(dest="sweep_command", metavar="ACTION", required=True)
 
-    p_plan = ssub.add_parser("plan", help="list the study's runs with their state")
+    p_plan = ssub.add_parser("plan", help="check the study and list its runs with their state")
     _study_arguments(p_plan)
     p_plan.add_argument("--summary", action="store_true", help="print only the counts")
     add_json_argument(p_plan, "every run's id, kind, name and state")
@@ -37,7 +37,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p_run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                        help="auto (CUDA when available, else CPU), cpu or cuda")
-    add_data_root_argument(p_run)
     p_run.add_argument("--no-retry-failed", action="store_true", help="leave failed runs failed")
     p_run.add_argument("--slurm-partition", default=None,
                        help="Slurm partition (default: the cluster's default)")
@@ -70,28 +69,35 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _study_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("study", help="study file (.yaml or .json)")
-    p.add_argument("--out", default=None, help="output folder (default: runs/<study name>)")
+    p.add_argument("study", help="a packaged study (quick, paper) or a study file (.yaml or .json)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/<study name>, "
+                                               "runs/<study name>-smoke with --smoke)")
     p.add_argument("--smoke", action="store_true", help="shrink every run to seconds (tiny steps and eval)")
+    add_data_root_argument(p)
+
+
+def _runtime(args, threads=None, device=None):
+    from disentkit.experiment.stages import Runtime
+
+    data_root = str(Path(args.data_root).resolve()) if args.data_root else None
+    return Runtime(threads=threads, device=device, data_root=data_root)
 
 
 def _load(args):
-    from disentkit.errors import DisentkitError, InputFileError, describe
-    from disentkit.sweep.study import load_study
+    """The study, validated and checked (backend, datasets) exactly as ``sweep run`` would,
+    planned under ``--out``."""
+    from disentkit.experiment.engine import prepare
+    from disentkit.experiment.study import load_study
 
-    try:
-        return load_study(args.study, args.out, smoke=args.smoke)
-    except (DisentkitError, OSError):
-        raise
-    except (ValueError, TypeError, AttributeError) as exc:  # a field of the wrong type or value
-        raise InputFileError(args.study, describe(exc),
-                             "a YAML or JSON study in the format of disentkit.sweep.study") from exc
+    study = load_study(args.study, smoke=args.smoke)
+    out = args.out or Path("runs") / (f"{study.name}-smoke" if args.smoke else study.name)
+    return study, prepare(study, out, _runtime(args))
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from disentkit.sweep.state import run_state
 
-    study = _load(args)
+    _, study = _load(args)
     rows = []
     for r in study.runs:
         st = run_state(study.out / r.folder)
@@ -119,23 +125,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from disentkit.experiment.engine import run_study
+    from disentkit.experiment.study import load_study
     from disentkit.sweep.state import DONE
 
-    from disentkit.sweep.execute import Runtime
-
-    study = _load(args)
-    retry = not args.no_retry_failed
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, found {args.threads}")
     apply_cache_dir(args)  # the workers inherit the environment
-    data_root = str(Path(args.data_root).resolve()) if args.data_root else None
-    runtime = Runtime(threads=args.threads, device=args.device, data_root=data_root)
-    if args.executor == "local":
-        from disentkit.sweep.local import run_local
-
-        states = run_local(study, workers=args.workers, runtime=runtime, retry_failed=retry)
-    else:
-        from disentkit.sweep.slurm import SlurmOptions, parse_time_minutes, run_slurm
+    study = load_study(args.study, smoke=args.smoke)
+    out = args.out or Path("runs") / (f"{study.name}-smoke" if args.smoke else study.name)
+    device = None if args.device == "auto" else args.device
+    options = None
+    if args.executor == "slurm":
+        from disentkit.sweep.slurm import SlurmOptions, parse_time_minutes
 
         options = SlurmOptions(
             partition=args.slurm_partition,
@@ -145,13 +147,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_parallel=args.max_parallel,
             mem=args.slurm_mem,
         )
-        states = run_slurm(study, options, runtime=runtime, retry_failed=retry)
-    not_done = [s for s in states.values() if s != DONE]
+    done = run_study(study, out, executor=args.executor, runtime=_runtime(args, args.threads, device),
+                     workers=args.workers, slurm_options=options,
+                     retry_failed=not args.no_retry_failed)
+    not_done = [s for s in done["states"].values() if s != DONE]
     if not_done:
         print(f"{len(not_done)} run(s) not done: see `disentkit sweep plan {args.study}"
-              f"{' --smoke' if args.smoke else ''} --out {study.out}`; re-run this command to retry")
-    print(f"tables: disentkit aggregate {study.out}")
-    write_json_result(args.json, {"out": str(study.out), "states": states})
+              f"{' --smoke' if args.smoke else ''} --out {out}`; re-run this command to retry")
+    print(f"tables: disentkit aggregate {out}")
+    write_json_result(args.json, {"out": str(out), "states": done["states"]})
     return 1 if not_done else 0
 
 

@@ -24,11 +24,13 @@ from disentkit.cli.common import (
     check_folder,
     write_json_result,
 )
+from disentkit.config import TRAIN_SMOKE
 
 log = logging.getLogger("disentkit.cli")
 
-#: seconds-long settings for ``--smoke`` (docs/architecture.md, principle 12); they win over flags
-SMOKE = {"run.steps": 6, "optim.batch_size": 4, "run.log_every": 2, "run.checkpoint_every": 3}
+#: seconds-long settings for ``--smoke`` (TrainConfig.smoke(), docs/architecture.md, principle
+#: 12); they win over flags
+SMOKE = TRAIN_SMOKE
 
 #: flag -> config path; flags left unset do not override lower layers
 FLAGS = {
@@ -123,11 +125,11 @@ def resolve_config(args: argparse.Namespace):
     cfg = from_dict(TrainConfig, read_json(saved)) if args.resume and saved.is_file() else TrainConfig()
     if args.config:
         data = to_dict(cfg)
-        given = read_json(args.config)
-        if not isinstance(given, dict):
-            raise ValueError(f"{args.config}: expected a JSON object of sections {sorted(data)}, "
-                             f"found a {type(given).__name__}")
-        for section, values in given.items():  # a partial file is fine
+        loaded = read_json(args.config)
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{args.config}: expected a mapping of config sections "
+                             f"{sorted(data)}, found a {type(loaded).__name__}")
+        for section, values in loaded.items():  # a partial file is fine
             if not isinstance(values, dict) or section not in data:
                 raise ValueError(f"{args.config}: expected sections {sorted(data)}, found {section!r}")
             data[section].update(values)
@@ -149,8 +151,8 @@ def resolve_config(args: argparse.Namespace):
         if replaced:
             log.warning("--smoke wins over %s (uses %s); drop --smoke for a full-size run",
                         ", ".join(replaced), ", ".join(f"{k}={v}" for k, v in SMOKE.items()))
-        overrides += [f"{k}={v}" for k, v in SMOKE.items()]
-    return apply_overrides(cfg, overrides).validate()
+    cfg = apply_overrides(cfg, overrides)
+    return (cfg.smoke() if args.smoke else cfg).validate()
 
 
 def preflight(cfg) -> None:
@@ -164,16 +166,16 @@ def preflight(cfg) -> None:
     check_folder(cfg.model.init_from, "--init-from")
     check_device(cfg.run.device)
     if cfg.run.logger == "tensorboard":
-        from disentkit.train.logging import require_tensorboard
+        from disentkit.training.logging import require_tensorboard
 
         require_tensorboard()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from disentkit.config import to_dict
-    from disentkit.train import train
-    from disentkit.train.logging import read_log
-    from disentkit.train.prepare import is_run_folder
+    from disentkit.training import train
+    from disentkit.training.logging import read_log
+    from disentkit.training.prepare import is_run_folder
 
     if args.resume and not is_run_folder(Path(args.out)):  # a mistyped folder must not start over
         raise ValueError(f"--resume: {args.out} holds no run (no config.json or checkpoint/); "

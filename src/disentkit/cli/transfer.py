@@ -1,6 +1,6 @@
 """``disentkit transfer``: carry a source run to a target dataset, before and after fine-tuning.
 
-See :mod:`disentkit.transfer` for what each stage does and where the disentkit defaults depart
+See :mod:`disentkit.transfers` for what each stage does and where the disentkit defaults depart
 from the reference code (fresh optimiser, explicit seed and β, held-out evaluation) — ``--compat``
 restores the reference behaviour when old numbers must be reproduced.
 """
@@ -23,11 +23,14 @@ from disentkit.cli.common import (
     format_table,
     write_json_result,
 )
+from disentkit.config import EVAL_SMOKE, TRANSFER_SMOKE
 
 log = logging.getLogger("disentkit.cli")
 
-#: seconds-long settings for ``--smoke``; they win over the explicit options (one line says so)
-SMOKE = {"finetune_steps": 4, "batch_size": 8, "n": 240, "log_every": 2}
+#: seconds-long settings for ``--smoke`` (TransferConfig.smoke()); they win over the explicit
+#: options (one line says so)
+SMOKE = {"finetune_steps": TRANSFER_SMOKE["steps"], "batch_size": TRANSFER_SMOKE["batch_size"],
+         "n": EVAL_SMOKE["n"], "log_every": TRANSFER_SMOKE["log_every"]}
 #: defaults of the options --smoke replaces (an explicit different value is reported)
 DEFAULTS = {"finetune_steps": 50000, "batch_size": 64, "n": 15008}
 KEYS = ["gbt.mean_test_accuracy", "gbt_pruned.mean_test_accuracy", "omes.score",
@@ -52,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (fresh optimiser)")
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
                    help="fine-tuning batch (--smoke wins over it)")
+    p.add_argument("--grad-clip", default="none",
+                   help="global gradient-norm clip while fine-tuning, or 'none' (as the paper's "
+                        "code)")
     p.add_argument("--seed", type=int, default=0, help="fine-tuning seed")
     p.add_argument("--heldout-fraction", type=float, default=0.25,
                    help="share of the target's factor combinations kept for evaluation only")
@@ -78,30 +84,34 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
+    from disentkit.config import parse_value
     from disentkit.evaluate import EvalSettings
-    from disentkit.transfer import TransferConfig
+    from disentkit.transfers import TransferConfig
 
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else None
-    steps, batch, n, log_every = args.finetune_steps, args.batch_size, args.n, 100
-    if args.smoke:
-        flags = {"finetune_steps": steps, "batch_size": batch, "n": n}
+    clip = None if args.grad_clip.lower() == "none" else parse_value(args.grad_clip)
+    cfg = TransferConfig(
+        source=args.source, target=args.target, finetune=args.finetune, steps=args.finetune_steps,
+        beta=args.beta, lr=args.lr, batch_size=args.batch_size, grad_clip=clip, seed=args.seed,
+        compat=args.compat, heldout_fraction=args.heldout_fraction, split_seed=args.split_seed,
+        data_root=args.root, device=args.device, precision=args.precision, threads=args.threads,
+        eval=EvalSettings(n=args.n, seed=args.eval_seed, metrics=metrics, backend=args.backend),
+    )
+    if args.smoke:  # seconds-long sizes (TransferConfig.smoke); an explicit --metrics still holds
+        flags = {"finetune_steps": args.finetune_steps, "batch_size": args.batch_size, "n": args.n}
         replaced = [f"--{k.replace('_', '-')} {v}" for k, v in flags.items() if v != DEFAULTS[k]]
         if replaced:
             log.warning("--smoke wins over %s (uses %s); drop --smoke for a full-size transfer",
                         ", ".join(replaced), ", ".join(f"{k}={v}" for k, v in SMOKE.items()))
-        steps, batch, n, log_every = SMOKE["finetune_steps"], SMOKE["batch_size"], SMOKE["n"], SMOKE["log_every"]
-    return TransferConfig(
-        source=args.source, target=args.target, finetune=args.finetune, steps=steps,
-        beta=args.beta, lr=args.lr, batch_size=batch, seed=args.seed, compat=args.compat,
-        heldout_fraction=args.heldout_fraction, split_seed=args.split_seed, data_root=args.root,
-        device=args.device, precision=args.precision, threads=args.threads, log_every=log_every,
-        eval=EvalSettings(n=n, seed=args.eval_seed, metrics=metrics, backend=args.backend),
-    ).validate()
+        cfg = cfg.smoke()
+        if metrics is not None:
+            cfg.eval.metrics, cfg.eval.downstream_models = metrics, None
+    return cfg.validate()
 
 
 def preflight(args: argparse.Namespace) -> None:
     """Names, folders, device and the metric backend, before the source is even loaded."""
-    from disentkit.transfer import load_source
+    from disentkit.transfers import load_source
 
     check_dataset(args.target, args.root, "--target")
     check_metrics(args.metrics, args.backend)
@@ -110,7 +120,7 @@ def preflight(args: argparse.Namespace) -> None:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from disentkit.transfer import transfer
+    from disentkit.transfers import transfer
 
     apply_threads(args.threads)
     apply_cache_dir(args)

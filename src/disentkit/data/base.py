@@ -15,14 +15,22 @@ import abc
 from typing import ClassVar
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 
-class FactorDataset(abc.ABC):
+class FactorDataset(Dataset, abc.ABC):
     """Images with known (or tabulated) factors of variation.
 
     Subclasses set the class attributes (they describe the dataset without building it, so that
     ``disentkit datasets list`` needs no data) and implement :meth:`images`. A dataset whose grid is
     incomplete sets ``self.combinations`` to the int table [M, K] of the combinations present.
+
+    It is also a map-style ``torch.utils.data.Dataset``: ``ds[i]`` is row ``i`` (in the public
+    files' order, :meth:`index_to_factors`) as ``(image float32 tensor [C, H, W] in [0, 1],
+    factor classes int64 tensor [K])``, rendered with the fixed generator, and ``len(ds)`` is the
+    number of combinations; so ``DataLoader(ds)`` works. Training and evaluation use the batched
+    :meth:`images` instead.
     """
 
     name: ClassVar[str] = ""
@@ -47,6 +55,20 @@ class FactorDataset(abc.ABC):
         """Original values of each factor's classes (radians, hues…), as metadata."""
         return {n: np.arange(s) for n, s in zip(self.factor_names, self.factor_sizes)}
 
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row ``index`` as ``(image [C, H, W], factor classes [K])``; negative indices count
+        from the end; out of range raises ``IndexError``."""
+        n = len(self)
+        i = int(index)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"index {index} out of range for dataset {self.name!r} of {n} rows")
+        factors = self.index_to_factors(np.array([i]))
+        image = self.images(factors)[0]
+        return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), \
+            torch.from_numpy(factors[0].astype(np.int64))
+
     # ------------------------------------------------------------------ factor space
     @property
     def num_factors(self) -> int:
@@ -62,7 +84,7 @@ class FactorDataset(abc.ABC):
         return int(np.prod(self.factor_sizes, dtype=np.int64))
 
     @property
-    def _radix(self) -> np.ndarray:
+    def radix(self) -> np.ndarray:
         """Mixed-radix weights, last factor fastest (the public files' row order)."""
         sizes = np.asarray(self.factor_sizes, dtype=np.int64)
         return np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
@@ -70,7 +92,7 @@ class FactorDataset(abc.ABC):
     def grid_code(self, factors: np.ndarray) -> np.ndarray:
         """Mixed-radix code of each factor tuple in the *full* grid (complete or not)."""
         factors = self.check_factors(factors)
-        return factors @ self._radix
+        return factors @ self.radix
 
     def index_to_factors(self, index: np.ndarray) -> np.ndarray:
         """Row index → factor classes. On an incomplete grid, rows of :attr:`combinations`."""
@@ -79,7 +101,7 @@ class FactorDataset(abc.ABC):
             raise ValueError(f"index out of range [0, {len(self)}) for dataset {self.name!r}")
         if self.combinations is not None:
             return self.combinations[index]
-        radix = self._radix
+        radix = self.radix
         sizes = np.asarray(self.factor_sizes, dtype=np.int64)
         return (index[..., None] // radix) % sizes
 
@@ -102,7 +124,7 @@ class FactorDataset(abc.ABC):
         inside = np.all((factors >= 0) & (factors < sizes), axis=-1)
         if self.combinations is None:
             return inside
-        codes = np.where(inside, np.clip(factors, 0, sizes - 1) @ self._radix, -1)
+        codes = np.where(inside, np.clip(factors, 0, sizes - 1) @ self.radix, -1)
         table = self._sorted_codes()[0]
         pos = np.clip(np.searchsorted(table, codes), 0, len(table) - 1)
         return inside & (table[pos] == codes)
@@ -110,7 +132,7 @@ class FactorDataset(abc.ABC):
     def _sorted_codes(self) -> tuple[np.ndarray, np.ndarray]:
         cache = getattr(self, "_sorted_codes_cache", None)
         if cache is None:
-            codes = np.asarray(self.combinations, dtype=np.int64) @ self._radix
+            codes = np.asarray(self.combinations, dtype=np.int64) @ self.radix
             order = np.argsort(codes, kind="stable")
             cache = (codes[order], order)
             self._sorted_codes_cache = cache

@@ -240,7 +240,7 @@ class Coil100Augmented(FactorDataset):
     def _init_release(self, cache_dir) -> None:
         table, names = read_classes_csv(self.root / "classes.csv", self._layouts())
         self.factor_sizes = tuple(int(v) for v in table.max(axis=0) + 1)
-        codes = table @ self._radix
+        codes = table @ self.radix
         order = np.argsort(codes, kind="stable")
         table, names = table[order], [names[i] for i in order]
         if len(table) < np.prod(self.factor_sizes):

@@ -125,10 +125,10 @@ class DSprites(FactorDataset):
                 EXPECTED_LAYOUT,
             )
         full = int(np.prod(FACTOR_SIZES))
-        if n == full and np.array_equal(classes @ self._radix, np.arange(full)):
+        if n == full and np.array_equal(classes @ self.radix, np.arange(full)):
             self.combinations = None  # the complete public grid: row = mixed-radix index
         else:
-            if len(np.unique(classes @ self._radix)) != n:
+            if len(np.unique(classes @ self.radix)) != n:
                 raise DataLayoutError(path, "dSprites latents_classes has repeated rows",
                                       EXPECTED_LAYOUT)
             self.combinations = classes

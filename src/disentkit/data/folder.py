@@ -97,7 +97,7 @@ class FolderDataset(FactorDataset):
         self.factor_names = tuple(names)
         self.factor_kinds = {n: "other" for n in names}  # undeclared: corresponds to nothing
         self.factor_sizes = tuple(int(v) for v in table.max(axis=0) + 1)
-        codes = table @ self._radix
+        codes = table @ self.radix
         order = np.argsort(codes, kind="stable")
         table, files = table[order], [files[i] for i in order]
         dup = np.flatnonzero(np.diff(codes[order]) == 0)

@@ -167,7 +167,7 @@ def _pairs_on_table_single(dataset: FactorDataset, f1: np.ndarray, rng: np.rando
     """
     index = pair_index(dataset)
     n, K = f1.shape
-    radix = dataset._radix
+    radix = dataset.radix
     code1, starts, others = _line_positions(index, f1, radix)
     stuck = ~(others > 0).any(axis=1)
     if stuck.any():

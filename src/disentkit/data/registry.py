@@ -41,15 +41,9 @@ def dataset_class(name: str) -> type[FactorDataset]:
 
 
 def available_datasets() -> list[str]:
-    """Registered names whose implementation is importable (skips modules not yet written)."""
-    names = []
-    for name in DATASETS:
-        try:
-            dataset_class(name)
-        except (ImportError, AttributeError):
-            continue
-        names.append(name)
-    return names
+    """Every registered name. An entry whose optional dependency is missing is not dropped: it
+    raises an ``ImportError`` naming the dataset when it is used (docs/architecture.md, principle 7)."""
+    return list(DATASETS)
 
 
 def datasets_without_root() -> list[str]:

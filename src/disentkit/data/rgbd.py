@@ -195,7 +195,7 @@ class RGBDObjects(FactorDataset):
             self.factor_names = ("category", "instance", "azimuth", "pose")
             self.factor_sizes = (len(categories), self.instances, len(VIDEOS), n_poses)
         self.categories = tuple(categories)
-        order = np.argsort(table @ self._radix, kind="stable")
+        order = np.argsort(table @ self.radix, kind="stable")
         return table[order], [files[k] for k in order]
 
     def _decode(self, paths: dict) -> np.ndarray:

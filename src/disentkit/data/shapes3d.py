@@ -205,7 +205,7 @@ class Shapes3D(FactorDataset):
             f.close()
             raise
         self._file = f
-        codes = classes @ self._radix
+        codes = classes @ self.radix
         if n == len(self) and np.array_equal(codes, np.arange(n)):
             return  # the original release: row = grid code
         if len(np.unique(codes)) != n:

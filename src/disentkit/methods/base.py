@@ -102,6 +102,10 @@ class Method:
             return self.beta
         return self.beta * min(1.0, step / self.warmup_steps)
 
+    def check(self, dataset, latent_dim: int) -> None:
+        """Raise ``ValueError`` (saying why) when this method cannot train on ``dataset`` with
+        ``latent_dim`` latent dimensions; called once before the first step. No constraint here."""
+
     def aggregate(self, mu: torch.Tensor, logvar: torch.Tensor, batch: Batch):
         """Posterior parameters used for sampling and for the KL term (identity by default)."""
         return mu, logvar

@@ -18,6 +18,14 @@ from disentkit.methods.weak import PairMethod
 class GVAELabels(PairMethod):
     name = "gvae-labels"
 
+    def check(self, dataset, latent_dim: int) -> None:
+        """Factor k is tied to latent dimension k: ``latent_dim`` must cover every factor."""
+        if latent_dim < dataset.num_factors:
+            raise ValueError(
+                f"gvae-labels ties factor k to latent dimension k: latent_dim must be >= the "
+                f"{dataset.num_factors} factors of {dataset.name!r}, found {latent_dim}"
+            )
+
     def shared_mask(self, mu1, logvar1, mu2, logvar2, batch):
         changed = batch.changed
         if changed is None:

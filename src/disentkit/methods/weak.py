@@ -66,7 +66,6 @@ class PairMethod(Method):
     """Template for pair methods: split the 2n posteriors, merge shared dimensions, rejoin."""
 
     uses_pairs = True
-    merge_name = "average"
 
     def shared_mask(self, mu1, logvar1, mu2, logvar2, batch: Batch) -> torch.Tensor:
         raise NotImplementedError

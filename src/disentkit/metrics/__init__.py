@@ -2,8 +2,9 @@
 
 ``metric(codes [N, D], factors [N, K], *, options, random_state) -> MetricResult`` — a flat dict
 of namespaced scores (``omes.score``, ``dci.disentanglement`` …) with ``details`` beside it.
-:data:`METRICS` maps the public names (the CLI values) to the functions; :func:`evaluate` runs a
-selection of them with one seed, backend and train fraction, optionally with bootstrap intervals.
+:data:`METRICS` maps the public names (the CLI values) to the functions; :func:`score` runs a
+selection of them with one seed, backend and train fraction, optionally with bootstrap intervals;
+:func:`compute` is the Python API's shorthand (codes object in, flat dict out).
 
 OMES is the paper's metric (Dapueto et al. 2024, §3.2); DCI, MIG, SAP, modularity/explicitness,
 BetaVAE, FactorVAE and downstream GBT/MLP accuracies are the established ones it is compared with
@@ -42,7 +43,7 @@ from disentkit.metrics.omes import omes
 from disentkit.metrics.sap import sap
 from disentkit.progress import track
 
-#: public name -> metric function; the order is the order of :func:`evaluate`'s output
+#: public name -> metric function; the order is the order of :func:`score`'s output
 METRICS = {
     "omes": omes,
     "dci": dci,
@@ -61,7 +62,8 @@ __all__ = [
     "beta_vae",
     "dci",
     "downstream",
-    "evaluate",
+    "score",
+    "compute",
     "factor_vae",
     "mig",
     "modularity",
@@ -118,7 +120,7 @@ def _run(names, codes, factors, factor_names, common, keep=False, show=False) ->
     return flat, details
 
 
-def evaluate(
+def score(
     codes,
     factors,
     metrics: str | Sequence[str] | None = None,
@@ -200,3 +202,15 @@ def bootstrap_refits_checked(refits: int) -> int:
     if int(refits) < 2:
         raise ValueError(f"bootstrap_refits must be at least 2; found {refits}")
     return int(refits)
+def compute(codes, metrics: str | Sequence[str] | None = None, **options) -> dict[str, float]:
+    """The flat scores of ``codes``: an object with ``mean``, ``factors`` and ``factor_names``
+    (what ``Run.encode`` returns) or a ``(codes [N, D], factors [N, K])`` pair. ``options`` are
+    :func:`score`'s (``backend``, ``seed``, ``train_fraction``, ``bootstrap``, ``n_jobs``); the
+    backend defaults to ``fast``."""
+    if isinstance(codes, tuple) and len(codes) == 2:
+        values, factors, names = codes[0], codes[1], options.pop("factor_names", None)
+    else:
+        values, factors = codes.mean, codes.factors
+        names = options.pop("factor_names", getattr(codes, "factor_names", None))
+    options.setdefault("backend", "fast")
+    return score(values, factors, metrics, factor_names=names, **options)[0]

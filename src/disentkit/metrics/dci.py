@@ -77,7 +77,7 @@ def dci(
     Keys ``dci.disentanglement``, ``dci.completeness``, ``dci.informativeness_train``,
     ``dci.informativeness_test``; ``details["importance"]`` is R [D, K] and
     ``details["test_accuracy"]`` the per-factor test accuracies (the downstream ``gbt`` numbers,
-    which :func:`disentkit.metrics.evaluate` reuses instead of fitting the same models twice).
+    which :func:`disentkit.metrics.score` reuses instead of fitting the same models twice).
     ``keep_predictions=True`` adds ``details["predictions"]``: boolean [rows, K] arrays
     ``train_correct`` / ``test_correct`` (what the bootstrap resamples instead of refitting).
     """

@@ -46,6 +46,22 @@ class VAENetwork(nn.Module):
         """Codes [n, latent_dim] -> Bernoulli logits [n, C, 64, 64] (``sigmoid`` gives pixels)."""
         raise NotImplementedError
 
+    def encoder_modules(self) -> list[nn.Module]:
+        """The modules that map images to the posterior (convolutions and the two heads)."""
+        return [self.encoder, self.fc_mu, self.fc_logvar]
+
+    def decoder_modules(self) -> list[nn.Module]:
+        """The modules that map codes to logits."""
+        return [self.decoder_fc, self.decoder]
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the encoder part (what fine-tuning ``encoder`` trains)."""
+        return [p for m in self.encoder_modules() for p in m.parameters()]
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the decoder part (what fine-tuning ``decoder`` trains)."""
+        return [p for m in self.decoder_modules() for p in m.parameters()]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic reconstruction logits from the posterior mean (for figures and checks)."""
         mu, _ = self.encode(x)

@@ -23,7 +23,7 @@ from typing import Callable
 from disentkit.progress import Progress
 from disentkit.sweep.execute import Dispatch, Runtime, execute_run, set_threads
 from disentkit.sweep.state import DONE, FAILED, LOCK_FILE, RUNNING, TODO, record_error, run_state
-from disentkit.sweep.study import RunSpec, Study
+from disentkit.experiment.study import Plan, RunSpec
 
 _log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     return max(1, cores // workers)
 
 
-def pending_runs(study: Study, *, retry_failed: bool = True) -> tuple[list[RunSpec], dict[str, str]]:
+def pending_runs(study: Plan, *, retry_failed: bool = True) -> tuple[list[RunSpec], dict[str, str]]:
     """Runs still to do, and the current state of every run (by id)."""
     states = {r.id: run_state(study.out / r.folder).state for r in study.runs}
     todo = [
@@ -58,7 +58,7 @@ def pending_runs(study: Study, *, retry_failed: bool = True) -> tuple[list[RunSp
 
 
 def run_local(
-    study: Study,
+    study: Plan,
     *,
     workers: int = 1,
     runtime: Runtime | None = None,
@@ -134,7 +134,7 @@ def run_local(
     return states
 
 
-def _line(study: Study, r: RunSpec, state: str) -> str:
+def _line(study: Plan, r: RunSpec, state: str) -> str:
     """One console line per finished run; a failure shows its error and where the details are."""
     line = f"  {state:<8} {r.name}"
     if state == FAILED:
@@ -143,7 +143,7 @@ def _line(study: Study, r: RunSpec, state: str) -> str:
     return line
 
 
-def _record_crash(study: Study, r: RunSpec) -> str:
+def _record_crash(study: Plan, r: RunSpec) -> str:
     folder = study.out / r.folder
     state = run_state(folder).state
     if state in (DONE, FAILED):

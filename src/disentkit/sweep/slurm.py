@@ -29,7 +29,7 @@ from typing import Callable
 from disentkit.sweep.execute import Dispatch, Runtime, execute_run
 from disentkit.sweep.local import BLOCKED, pending_runs
 from disentkit.sweep.state import DONE, FAILED, LOCK_FILE, RUNNING, record_error, run_state
-from disentkit.sweep.study import RunSpec, Study
+from disentkit.experiment.study import Plan, RunSpec
 
 _log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def _slurm_job(spec: dict, out: str, runtime: Runtime, dispatch: Dispatch | None
 
 
 def run_slurm(
-    study: Study,
+    study: Plan,
     options: SlurmOptions,
     *,
     runtime: Runtime | None = None,
@@ -152,7 +152,7 @@ def run_slurm(
     return final
 
 
-def _wait(jobs, ready: list[RunSpec], study: Study, poll_s: float, log) -> None:
+def _wait(jobs, ready: list[RunSpec], study: Plan, poll_s: float, log) -> None:
     """Wait for every job of a wave; record hard deaths (no error.json) as failures."""
     remaining = dict(zip(jobs, ready))
     while remaining:

@@ -58,7 +58,7 @@ class Progress:
     """Training progress: ``progress=None`` → the facility's automatic choice (a bar on a
     terminal, plain lines when piped, nothing under ``-q``); ``True`` / ``False`` force it on /
     off; a callable ``progress(step, steps)`` is invoked after every step instead (a caller that
-    reports itself, e.g. :class:`disentkit.transfer.StageProgress`)."""
+    reports itself, e.g. :class:`disentkit.transfers.StageProgress`)."""
 
     def __init__(self, progress: bool | None | Callable[[int, int], None], steps: int, start: int,
                  desc: str = "train"):

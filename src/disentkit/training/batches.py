@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from disentkit.errors import DisentkitError
-from disentkit.train.checkpoint import numpy_rng_state
+from disentkit.training.checkpoint import numpy_rng_state
 
 log = logging.getLogger(__name__)
 

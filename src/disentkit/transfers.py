@@ -14,7 +14,8 @@ reference code, on purpose (docs/science.md, pitfalls):
   evaluation on the training images) for users who need the old numbers; reports flag it.
 
 Channels: a 1-channel source meets a 3-channel target (and back) by rewriting the first
-convolution and the last transposed convolution (:func:`adapt_channels`), never by failing.
+convolution and the last transposed convolution (:func:`disentkit.models.channels.adapt_channels`),
+never by failing.
 
 Folder layout (docs/architecture.md, "Contracts")::
 
@@ -35,8 +36,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from disentkit import progress as progress_mod
 from disentkit import runfolder
-from disentkit.config import to_dict
+from disentkit.config import PRECISIONS, TRANSFER_SMOKE, differences, to_dict, validate
 from disentkit.data.base import FactorDataset
 from disentkit.data.kinds import kinds_of
 from disentkit.data.views import CombinationSubset
@@ -44,7 +46,7 @@ from disentkit.errors import DisentkitError
 from disentkit.evaluate import (EvalInfo, EvalSettings, evaluate_model, is_complete, model_info,
                                 untrained_network)
 from disentkit.io import read_json, write_json
-from disentkit import progress as progress_mod
+from disentkit.models.channels import CHANNEL_RULE, adapt_channels
 
 FINETUNE_MODES = ("all", "encoder", "decoder", "none")
 #: settings that may change between a run and its re-run without changing any result
@@ -56,80 +58,14 @@ class SourceRunError(DisentkitError):
     """The source run folder cannot be used (missing, corrupt or foreign files)."""
 
 
-# ---------------------------------------------------------------------------- channels
-def _channel_layers(model, channels: int):
-    """Names of the input convolution (first Conv2d reading ``channels``) and the output
-    transposed convolution (last ConvTranspose2d writing ``channels``)."""
-    from torch import nn
-
-    first = last = None
-    for name, module in model.named_modules():
-        if first is None and isinstance(module, nn.Conv2d) and module.in_channels == channels:
-            first = name
-        if isinstance(module, nn.ConvTranspose2d) and module.out_channels == channels:
-            last = name
-    if first is None or last is None:
-        raise ValueError(
-            f"cannot adapt channels of a {type(model).__name__}: expected a Conv2d reading "
-            f"{channels} channels and a ConvTranspose2d writing {channels}"
-        )
-    return first, last
-
-
-def adapt_channels(model, channels: int):
-    """A copy of ``model`` that takes and produces ``channels``-channel images.
-
-    The rule (documented in ``transfer.json`` and the report) keeps the zero-shot model's
-    behaviour on grey content:
-
-    * 1 → 3 channels: the input kernel is replicated over R, G, B and divided by 3, so the model
-      sees an RGB image through its grey mean exactly as the source saw grey images; the output
-      kernel and bias are replicated, so every colour channel reconstructs the grey logit.
-    * 3 → 1 channel: the input kernels are summed over R, G, B, so a grey image gives exactly the
-      response the source gave to the same grey image as RGB; the output kernel and bias are
-      averaged over R, G, B (the grey logit is the mean of the colour logits).
-
-    Other channel changes raise ``ValueError``. The model itself is not modified.
-    """
-    import torch
-
-    from disentkit.models import build_model
-
-    src = int(model.in_channels)
-    if src == channels:
-        return model
-    if {src, channels} != {1, 3}:
-        raise ValueError(f"channel adaptation handles 1 <-> 3 channels, found {src} -> {channels}")
-    first, last = _channel_layers(model, src)
-    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    w_in, w_out, b_out = weights[f"{first}.weight"], weights[f"{last}.weight"], weights.get(f"{last}.bias")
-    if channels == 3:
-        weights[f"{first}.weight"] = w_in.repeat(1, 3, 1, 1) / 3.0
-        weights[f"{last}.weight"] = w_out.repeat(1, 3, 1, 1)
-        if b_out is not None:
-            weights[f"{last}.bias"] = b_out.repeat(3)
-    else:
-        weights[f"{first}.weight"] = w_in.sum(dim=1, keepdim=True)
-        weights[f"{last}.weight"] = w_out.mean(dim=1, keepdim=True)
-        if b_out is not None:
-            weights[f"{last}.bias"] = b_out.mean().reshape(1)
-    with torch.random.fork_rng(devices=[]):
-        adapted = build_model(model.arch, channels, model.latent_dim)
-    adapted.load_state_dict(weights)
-    return adapted.to(next(model.parameters()).device).eval()
-
-
-CHANNEL_RULE = {
-    (1, 3): "1->3: input kernel replicated over RGB /3 (grey mean); output kernel+bias replicated",
-    (3, 1): "3->1: input kernels summed over RGB; output kernel+bias averaged over RGB",
-}
 
 
 # ---------------------------------------------------------------------------- config
 @dataclass
 class TransferConfig:
-    """One transfer. Defaults are the paper's fine-tuning (§4.2): all weights, 50,000 steps,
-    batch 64, Adam 1e-4, β 1; evaluation on 15,008 held-out samples."""
+    """One transfer. Defaults are the paper's fine-tuning (§4.2 and its code): all weights,
+    50,000 steps, batch 64, Adam 1e-4, β 1, no gradient clipping; evaluation on 15,008
+    held-out samples. Parsed, coerced and validated by :mod:`disentkit.config`."""
 
     source: str = ""
     target: str = ""
@@ -138,6 +74,8 @@ class TransferConfig:
     beta: float = 1.0
     lr: float = 1e-4
     batch_size: int = 64
+    #: global gradient-norm clip while fine-tuning; None (the paper's code) disables it
+    grad_clip: float | None = None
     seed: int = 0
     compat: bool = False
     heldout_fraction: float = 0.25
@@ -149,42 +87,39 @@ class TransferConfig:
     log_every: int = 100
     eval: EvalSettings = field(default_factory=EvalSettings)
 
+    def check(self):
+        """Range checks, as ``(field, ok, expected, found)`` rows (see :func:`disentkit.config.require`)."""
+        tune = self.finetune != "none"
+        return [
+            ("source", bool(self.source), "a source run folder", self.source),
+            ("target", bool(self.target), "a target dataset name", self.target),
+            ("finetune", self.finetune in FINETUNE_MODES, f"one of {FINETUNE_MODES}", self.finetune),
+            ("steps", self.steps >= (1 if tune else 0), ">= 1 (or finetune 'none')", self.steps),
+            ("beta", self.beta >= 0, ">= 0", self.beta),
+            ("lr", self.lr > 0, "> 0", self.lr),
+            ("batch_size", self.batch_size >= 1, ">= 1", self.batch_size),
+            ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "> 0 or null", self.grad_clip),
+            ("heldout_fraction", 0.0 < self.heldout_fraction < 1.0, "in (0, 1)",
+             self.heldout_fraction),
+            ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}", self.precision),
+            ("threads", self.threads is None or self.threads >= 1, ">= 1 or null", self.threads),
+            ("log_every", self.log_every >= 1, ">= 1", self.log_every),
+        ] + [(f"eval.{name}", ok, exp, found) for name, ok, exp, found in self.eval.check()]
+
     def validate(self) -> "TransferConfig":
-        if not self.source or not self.target:
-            raise ValueError("a transfer needs a source run folder and a target dataset name")
-        if self.finetune not in FINETUNE_MODES:
-            raise ValueError(f"finetune must be one of {FINETUNE_MODES}, found {self.finetune!r}")
-        if self.steps < 0 or (self.finetune != "none" and self.steps == 0):
-            raise ValueError(f"fine-tuning steps must be >= 1 (or finetune 'none'), found {self.steps}")
-        if not 0.0 < self.heldout_fraction < 1.0:
-            raise ValueError(f"heldout_fraction must be in (0, 1), found {self.heldout_fraction}")
-        if not (0 <= self.beta < float("inf")) or not (0 < self.lr < float("inf")) \
-                or self.batch_size < 1:  # written so that NaN fails every comparison
-            raise ValueError(f"need finite beta >= 0, finite lr > 0, batch_size >= 1; found "
-                             f"{self.beta}, {self.lr}, {self.batch_size}")
-        ev = self.eval  # checked here because transfer.json is saved before the evaluation runs
-        if ev.n < 2 or ev.batch_size < 1 or ev.bootstrap < 0 or not 0 < ev.train_fraction < 1:
-            raise ValueError(f"evaluation needs n >= 2, batch_size >= 1, bootstrap >= 0 and "
-                             f"train_fraction in (0, 1); found n={ev.n}, batch_size="
-                             f"{ev.batch_size}, bootstrap={ev.bootstrap}, train_fraction="
-                             f"{ev.train_fraction}")
-        return self
+        """Raise :class:`~disentkit.config.ConfigError` naming the first bad field; return self."""
+        return validate(self)
+
+    def smoke(self) -> "TransferConfig":
+        """Seconds-long sizes (:data:`disentkit.config.TRANSFER_SMOKE`), smoke evaluation."""
+        sizes = {**TRANSFER_SMOKE, "steps": TRANSFER_SMOKE["steps"] if self.finetune != "none" else 0}
+        return dataclasses.replace(self, **sizes, eval=self.eval.smoke())
 
     def resolved(self) -> "TransferConfig":
         """With ``compat`` the reference's forced settings: β = 1, seed 0, all weights."""
         if not self.compat:
             return self
         return dataclasses.replace(self, beta=1.0, seed=0, finetune="all" if self.finetune != "none" else "none")
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _file_sha256(path: Path) -> str:
@@ -205,12 +140,11 @@ def _check_same_config(out: Path, cfg: TransferConfig, source_sha256: str) -> No
     if not path.is_file():
         return
     record = read_json(path)
-    saved, given = _flat(record.get("config", {})), _flat(to_dict(cfg))
+    saved = record.get("config", {})
     moved = (Path(str(saved.get("source", ""))).name == Path(cfg.source).name
              and record.get("source_checkpoint_sha256") == source_sha256)
     ignore = RUNTIME_FIELDS + (("source",) if moved else ())
-    diffs = [f"{k} (saved {saved.get(k)!r}, given {given[k]!r})" for k in given
-             if k not in ignore and saved.get(k) != given[k]]
+    diffs = differences(saved, cfg, ignore)
     if diffs:
         raise ValueError(f"{out} holds a different transfer: {'; '.join(diffs)}; "
                          "choose another --out or delete the folder")
@@ -248,7 +182,7 @@ class StageProgress:
 # ---------------------------------------------------------------------------- the transfer
 def load_source(run_dir: str | Path):
     """(model, TrainConfig) of a source run; any problem raises :class:`SourceRunError`."""
-    from disentkit.train.checkpoint import load_run
+    from disentkit.training.checkpoint import load_run
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -286,8 +220,8 @@ def _init_folder(model, src_cfg, source: Path, out: Path, source_channels: int) 
     if source_channels == channels:
         return source
     from disentkit.config import save
-    from disentkit.train.checkpoint import (TrainingState, checkpoint_path, remove_temporaries,
-                                            save_checkpoint)
+    from disentkit.training.checkpoint import (TrainingState, checkpoint_path, remove_temporaries,
+                                               save_checkpoint)
 
     folder = out / "source_adapted"
     remove_temporaries(folder)  # a save killed earlier left its temporary file
@@ -307,7 +241,7 @@ def _finetune_config(cfg: TransferConfig, src_cfg, init_from: Path):
         model=ModelConfig(arch=src_cfg.model.arch, latent_dim=src_cfg.model.latent_dim,
                           init_from=None if cfg.compat else str(init_from)),
         method=MethodConfig(name="beta-vae", beta=cfg.beta, warmup_steps=0),
-        optim=OptimConfig(lr=cfg.lr, batch_size=cfg.batch_size, grad_clip=src_cfg.optim.grad_clip,
+        optim=OptimConfig(lr=cfg.lr, batch_size=cfg.batch_size, grad_clip=cfg.grad_clip,
                           trainable=cfg.finetune),
         run=RunConfig(steps=cfg.steps, seed=cfg.seed, device=cfg.device, precision=cfg.precision,
                       threads=cfg.threads, log_every=cfg.log_every,
@@ -319,8 +253,8 @@ def _finetune(cfg: TransferConfig, src_cfg, init_from: Path, out: Path, train_se
               progress: StageProgress) -> Path:
     """Fine-tune into ``out/finetune``; skip when finished, resume when interrupted."""
     from disentkit.config import save
-    from disentkit.train import train
-    from disentkit.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+    from disentkit.training import train
+    from disentkit.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 
     run_dir = out / "finetune"
     tcfg = _finetune_config(cfg, src_cfg, init_from)
@@ -353,14 +287,14 @@ def transfer(cfg: TransferConfig, out_dir: str | Path, *,
     Raises :class:`SourceRunError` for an unusable source folder and ``ValueError`` for bad
     settings or a folder holding a different transfer.
     """
-    from disentkit.train.checkpoint import load_run
+    from disentkit.training.checkpoint import load_run
 
     cfg = cfg.validate().resolved()
     out = Path(out_dir)
     progress = progress or StageProgress(prefix=f"[{Path(cfg.source).name} -> {cfg.target}] ")
     source = Path(cfg.source)
     model, src_cfg = load_source(source)
-    from disentkit.train.checkpoint import checkpoint_path
+    from disentkit.training.checkpoint import checkpoint_path
 
     source_sha256 = _file_sha256(checkpoint_path(source))
     _check_same_config(out, cfg, source_sha256)

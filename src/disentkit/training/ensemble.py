@@ -11,10 +11,10 @@ vmap was chosen over hand-written grouped convolutions: the networks stay the or
 
 Each member keeps everything a single run has: its own parameters and Adam moments (Adam is
 elementwise, so one Adam over the stacked tensors is M Adams), its own data generator and batch
-stream (:func:`disentkit.train.batches.batch_stream`), its own reparameterisation generator (its
+stream (:func:`disentkit.training.batches.batch_stream`), its own reparameterisation generator (its
 noise is drawn with the single run's call, outside vmap), its own β and its own gradient-norm
 clip. Each member writes its own run folder — ``config.json``, ``log.jsonl``,
-``checkpoint/checkpoint.safetensors`` — in the format of :func:`disentkit.train.train`, so
+``checkpoint/checkpoint.safetensors`` — in the format of :func:`disentkit.training.train`, so
 evaluate, transfer, report, sweep state and resume work unchanged; a member's folder can even be
 resumed alone with ``train``. Its weights equal the single run's up to floating-point
 reassociation (grouped vs plain convolutions; ``tests/test_ensemble.py`` states the tolerance).
@@ -34,14 +34,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from disentkit.config import TrainConfig, save, to_dict
+from disentkit.config import TrainConfig, differences, save, to_dict
 from disentkit.methods.base import NonFiniteLossError
-from disentkit.train import checkpoint as ckpt
-from disentkit.train import prepare
-from disentkit.train._stack import Stack, ensemble_step
-from disentkit.train.batches import batch_stream
-from disentkit.train.logging import Progress, RunLog
-from disentkit.train.loop import _check_method_fits, _get_dataset
+from disentkit.training import checkpoint as ckpt
+from disentkit.training import prepare
+from disentkit.training._stack import Stack, ensemble_step
+from disentkit.training.batches import batch_stream
+from disentkit.training.logging import Progress, RunLog
 
 #: settings in which the members of one ensemble may differ: the paper's grid varies seed and
 #: β per source, and its fine-tunings start from different source runs (``init_from``)
@@ -85,7 +84,7 @@ def check_members(cfgs: Sequence[TrainConfig], out_dirs: Sequence) -> None:
     if len({str(Path(d).resolve()) for d in out_dirs}) != len(out_dirs):
         raise ValueError("ensemble members need distinct output folders")
     for i, cfg in enumerate(cfgs[1:], 1):
-        diffs = prepare.config_differences(cfgs[0], cfg, ignore=MEMBER_FIELDS)
+        diffs = differences(cfgs[0], cfg, ignore=MEMBER_FIELDS)
         if diffs:
             raise ValueError(f"ensemble member {i} differs from member 0 in more than "
                              f"{' and '.join(MEMBER_FIELDS)}: {'; '.join(diffs)}")
@@ -204,7 +203,7 @@ def train_ensemble(
     """Train the member configs ``cfgs`` (equal but for seed, β and the run they fine-tune,
     ``model.init_from``) into ``out_dirs`` at once.
 
-    Arguments as :func:`disentkit.train.train`; returns the run folders. Each folder is what
+    Arguments as :func:`disentkit.training.train`; returns the run folders. Each folder is what
     ``train(cfgs[m], out_dirs[m])`` writes, up to floating-point reassociation of the weights.
     ``data_on_device`` draws the batches on the training device
     (:mod:`disentkit.data.render_torch`; generated dSprites family and Shapes3D only): the
@@ -228,10 +227,10 @@ def train_ensemble(
     precision = prepare.resolve_precision(cfg.run.precision, device)
     if states is not None and cfg.run.precision == "auto":
         precision = states[0].info.get("precision", precision)
-    dataset = dataset if dataset is not None else _get_dataset(cfg)
+    dataset = dataset if dataset is not None else prepare.build_dataset(cfg)
     methods = [build_method(c.method.name, beta=c.method.beta,
                             warmup_steps=c.method.warmup_steps, **c.method.options) for c in cfgs]
-    _check_method_fits(cfg, methods[0], dataset)
+    methods[0].check(dataset, cfg.model.latent_dim)
     seeds = [prepare.seeds(c.run.seed) for c in cfgs]
     models = [prepare.build_network(c, dataset.image_shape[0], s["init"]).train()
               for c, s in zip(cfgs, seeds)]

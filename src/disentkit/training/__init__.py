@@ -5,6 +5,6 @@
 
 from __future__ import annotations
 
-from disentkit.train.loop import train
+from disentkit.training.loop import train
 
 __all__ = ["train"]

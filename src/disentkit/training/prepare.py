@@ -2,7 +2,7 @@
 run folder guard, the model (fresh or initialised from another run), and moving a batch to the
 device.
 
-Kept apart from :mod:`disentkit.train.loop` so that the loop itself reads top to bottom.
+Kept apart from :mod:`disentkit.training.loop` so that the loop itself reads top to bottom.
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ import numpy as np
 import torch
 
 from disentkit import runfolder
-from disentkit.config import TrainConfig, from_dict, to_dict
+from disentkit.config import TrainConfig, differences, from_dict, to_dict
+from disentkit.data.registry import get_dataset
+from disentkit.models import build_model
+from disentkit.training.checkpoint import (CheckpointError, checkpoint_path, load_checkpoint,
+                                           load_model_weights, restore_numpy_rng)
 from disentkit.errors import DisentkitError
 from disentkit.io import read_json
 from disentkit.methods.base import Batch
@@ -36,21 +40,41 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def cpu_has_fast_bf16() -> bool:
-    """AVX-512-BF16 or AMX: bf16 matrix units that make autocast pay on CPU."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch API
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> bf16 where the hardware runs it natively (CUDA with bf16, CPUs with AMX or
-    AVX-512-BF16), else fp32. On CPUs without bf16 units autocast only adds conversions (measured
-    about 4x slower than fp32 on an AVX2-only EPYC)."""
+    """``auto`` -> bf16 on a CUDA device that supports it, else fp32 (public torch API only).
+    CPUs train in fp32: the paper trained in fp32, and bf16 is an explicit opt-in there."""
     if precision != "auto":
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "fp32"
+
+
+def compute_setup(cfg: TrainConfig, state) -> tuple[torch.device, str, bool]:
+    """Threads, device, precision and memory format of a run (a resumed ``state`` keeps its
+    arithmetic when the precision is ``auto``)."""
+    if cfg.run.threads is not None:
+        torch.set_num_threads(cfg.run.threads)
+    device = resolve_device(cfg.run.device)
+    precision = resolve_precision(cfg.run.precision, device)
+    if state is not None and cfg.run.precision == "auto":
+        precision = state.info.get("precision", precision)
+    return device, precision, use_channels_last(device, precision)
+
+
+def restore_state(state, run_dir: Path, model, optimizer, noise: torch.Generator, steps: int):
+    """Restore weights, optimiser and both generators from a checkpoint; return the data
+    generator and the step to continue from."""
+    path = checkpoint_path(run_dir)
+    if state.optimizer is None or state.torch_rng is None or state.numpy_rng is None:
+        raise CheckpointError(f"{path} holds weights only (no optimiser or generator state): "
+                              "it cannot be resumed")
+    load_model_weights(model, state.model, path)
+    optimizer.load_state_dict(state.optimizer)
+    noise.set_state(state.torch_rng)
+    if state.step > steps:
+        raise ValueError(f"--steps {steps} is below the checkpoint's step {state.step} in {run_dir}")
+    return restore_numpy_rng(state.numpy_rng), state.step
 
 
 def use_channels_last(device: torch.device, precision: str) -> bool:
@@ -77,7 +101,7 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bo
     removes only what disentkit wrote, and only in a folder carrying our marker
     (:mod:`disentkit.runfolder`). The folder is marked as ours on the way out; the temporary
     files of a save that was killed are removed."""
-    from disentkit.train.checkpoint import remove_temporaries
+    from disentkit.training.checkpoint import remove_temporaries
 
     remove_temporaries(run_dir)
     if overwrite and not runfolder.is_empty(run_dir):
@@ -91,8 +115,6 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bo
 def _check_existing(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
     saved = _saved_config(run_dir)
     if not resume:
-        from disentkit.train.checkpoint import checkpoint_path, load_checkpoint
-
         step = load_checkpoint(run_dir).step if checkpoint_path(run_dir).is_file() else 0
         done = step >= saved.run.steps
         state = f"a finished run (step {step})" if done else f"an unfinished run (step {step} of {saved.run.steps})"
@@ -100,7 +122,7 @@ def _check_existing(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
             f"{run_dir} already holds {state}; pass --resume to continue it "
             f"(with a larger --steps to train longer) or --overwrite to replace it"
         )
-    diffs = config_differences(saved, cfg, ignore=RESUMABLE_CHANGES)
+    diffs = differences(saved, cfg, ignore=RESUMABLE_CHANGES)
     if diffs:
         raise ValueError(f"--resume: the config differs from the saved run in {'; '.join(diffs)}")
 
@@ -115,23 +137,8 @@ def _saved_config(run_dir: Path) -> TrainConfig:
         raise DisentkitError(f"{path} is not a disentkit training config: {exc}") from exc
 
 
-def config_differences(a: TrainConfig, b: TrainConfig, ignore=()) -> list[str]:
-    """``"section.key (saved X, given Y)"`` for each field that differs, except ``ignore``."""
-    da, db = to_dict(a), to_dict(b)
-    out = []
-    for section in da:
-        for key in da[section]:
-            name = f"{section}.{key}"
-            if name not in ignore and da[section][key] != db[section][key]:
-                out.append(f"{name} (saved {da[section][key]!r}, given {db[section][key]!r})")
-    return out
-
-
 def build_network(cfg: TrainConfig, in_channels: int, init_seed: int):
     """The network with seeded initialisation, or the weights of ``cfg.model.init_from``."""
-    from disentkit.models import build_model
-    from disentkit.train.checkpoint import checkpoint_path, load_checkpoint, load_model_weights
-
     with torch.random.fork_rng(devices=[]):  # seed initialisation without touching global state
         torch.manual_seed(init_seed)
         model = build_model(cfg.model.arch, in_channels, cfg.model.latent_dim)
@@ -142,17 +149,28 @@ def build_network(cfg: TrainConfig, in_channels: int, init_seed: int):
 
 
 def trainable_parameters(model, which: str) -> list[torch.nn.Parameter]:
-    """Parameters optimised for ``which`` in all|encoder|decoder; the others are frozen and their
-    modules kept in eval mode (a frozen encoder's BatchNorm statistics do not drift)."""
+    """Parameters optimised for ``which`` in all|encoder|decoder, as the network itself divides
+    them (``encoder_modules()`` / ``decoder_modules()``); the others are frozen and their modules
+    kept in eval mode (a frozen encoder's BatchNorm statistics do not drift)."""
     if which == "all":
         return list(model.parameters())
-    encoder = [m for n, m in model.named_children() if n == "encoder" or n.startswith("fc_")]
-    decoder = [m for n, m in model.named_children() if n.startswith("decoder")]
+    if not (hasattr(model, "encoder_modules") and hasattr(model, "decoder_modules")):
+        raise ValueError(f"{type(model).__name__} does not say which modules are its encoder and "
+                         "decoder (encoder_modules() / decoder_modules()); fine-tune 'all'")
+    encoder, decoder = model.encoder_modules(), model.decoder_modules()
     train, frozen = (encoder, decoder) if which == "encoder" else (decoder, encoder)
     for module in frozen:
         module.eval()
         module.requires_grad_(False)
     return [p for m in train for p in m.parameters()]
+
+
+def build_dataset(cfg: TrainConfig):
+    """The dataset ``cfg.data`` describes (name or ``module:Class`` path, root, options)."""
+    kwargs = dict(cfg.data.options)
+    if cfg.data.root is not None:
+        kwargs["root"] = cfg.data.root
+    return get_dataset(cfg.data.dataset, **kwargs)
 
 
 def to_device(arrays: dict, device: torch.device, channels_last: bool) -> Batch:

@@ -1,6 +1,6 @@
 """M networks as one: stacked weights, one vmapped loss, one Adam, per-member state dicts.
 
-The machinery of :mod:`disentkit.train.ensemble` (see its docstring for why and how); kept apart
+The machinery of :mod:`disentkit.training.ensemble` (see its docstring for why and how); kept apart
 so that the training driver reads top to bottom, and so that ``bench/grid_throughput.py`` can time
 :func:`ensemble_step` on pre-made batches.
 """
