@@ -72,7 +72,10 @@ def test_sigkill_inside_a_checkpoint_save_then_resume(tmp_path):
     killed, full = tmp_path / "killed", tmp_path / "full"
     proc = _child(TRAIN + ["--out", str(killed)], kill_at=2, cwd=tmp_path)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert load_checkpoint(killed).step == 3  # the first save survived intact
+    from disentkit.config import TRAIN_SMOKE
+
+    # the first save (smoke checkpoint_every) survived intact
+    assert load_checkpoint(killed).step == TRAIN_SMOKE["run.checkpoint_every"]
     assert _temporaries(killed), "the half-written temporary file is the point of this test"
     assert main(TRAIN + ["--out", str(killed), "--resume"]) == 0
     assert not _temporaries(killed), "temporary files of the killed save were not removed"

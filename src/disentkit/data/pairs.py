@@ -105,7 +105,7 @@ def pair_index(dataset: FactorDataset) -> PairIndex:
     cached = getattr(dataset, "_pair_index_cache", None)
     if cached is not None and cached[0] is dataset.combinations:
         return cached[1]
-    radix = dataset._radix
+    radix = dataset.radix
     codes = table @ radix
     keys_, codes_, order_ = [], [], []
     has = np.zeros(table.shape, dtype=bool)

@@ -66,7 +66,7 @@ def run_study(study: Study, out: str | Path | None = None, *, executor: str = "i
     runtime = runtime or Runtime()
     the_plan = prepare(study, out, runtime)
     # refuse a foreign non-empty folder before anything is written (disentkit.runfolder)
-    runfolder.claim(the_plan.out, "study", to_dict(study),
+    runfolder.claim(the_plan.out, "run" if executor == "inline" else "sweep", to_dict(study),
                     resuming=(the_plan.out / "study.json").is_file())
     write_json(the_plan.out / "study.json", {"study": to_dict(study), "data_root": runtime.data_root,
                                              "runs": [r.to_dict() for r in the_plan.runs]})

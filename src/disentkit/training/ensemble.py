@@ -230,7 +230,7 @@ def train_ensemble(
     dataset = dataset if dataset is not None else prepare.build_dataset(cfg)
     methods = [build_method(c.method.name, beta=c.method.beta,
                             warmup_steps=c.method.warmup_steps, **c.method.options) for c in cfgs]
-    methods[0].check(dataset, cfg.model.latent_dim)
+    prepare.check_fits(cfg, methods[0], dataset)
     seeds = [prepare.seeds(c.run.seed) for c in cfgs]
     models = [prepare.build_network(c, dataset.image_shape[0], s["init"]).train()
               for c, s in zip(cfgs, seeds)]

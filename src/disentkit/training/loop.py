@@ -21,7 +21,6 @@ import torch
 
 from disentkit import runfolder
 from disentkit.config import TrainConfig, save
-from disentkit.data.pairs import check_pairs
 from disentkit.methods import build_method
 from disentkit.methods.base import NonFiniteLossError
 from disentkit.training import checkpoint as ckpt
@@ -46,22 +45,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwr
                       dataset=dataset)
 
 
-def _train(
-    cfg: TrainConfig,
-    out_dir: str | Path,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool | None | Callable[[int, int], None] = None,
-    dataset=None,
-) -> Path:
+def _train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+           progress: bool | None | Callable[[int, int], None] = None, dataset=None) -> Path:
     """Train ``cfg`` into the run folder ``out_dir`` and return its path. ``resume`` continues
     up to ``cfg.run.steps``; ``overwrite`` replaces a run; ``dataset`` replaces the lookup of
     ``cfg.data`` (any FactorDataset); ``progress``: see :class:`.logging.Progress`. A non-finite
     loss raises :class:`~disentkit.methods.base.NonFiniteLossError`, keeping the last checkpoint.
     """
-    cfg.validate()
-    run_dir = Path(out_dir)
+    run_dir = Path(out_dir)  # cfg was validated by train()
     prepare.prepare_run_dir(run_dir, cfg, resume, overwrite)
     tb = TensorBoardLog(run_dir) if cfg.run.logger == "tensorboard" else None  # fails early
     state = ckpt.load_checkpoint(run_dir) if resume and ckpt.checkpoint_path(run_dir).is_file() else None
@@ -72,9 +63,7 @@ def _train(
     dataset = dataset if dataset is not None else prepare.build_dataset(cfg)
     method = build_method(cfg.method.name, beta=cfg.method.beta,
                           warmup_steps=cfg.method.warmup_steps, **cfg.method.options)
-    method.check(dataset, cfg.model.latent_dim)
-    if method.uses_pairs:  # pairs must exist before the first step (a sparse grid once hung)
-        check_pairs(dataset, cfg.data.k)
+    prepare.check_fits(cfg, method, dataset)
     seeds = prepare.seeds(cfg.run.seed)
     model = prepare.build_network(cfg, dataset.image_shape[0], seeds["init"]).to(device)
     model = (model.to(memory_format=torch.channels_last) if channels_last else model).train()

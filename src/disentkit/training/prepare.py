@@ -14,6 +14,7 @@ import torch
 
 from disentkit import runfolder
 from disentkit.config import TrainConfig, differences, from_dict, to_dict
+from disentkit.data.pairs import check_pairs
 from disentkit.data.registry import get_dataset
 from disentkit.models import build_model
 from disentkit.training.checkpoint import (CheckpointError, checkpoint_path, load_checkpoint,
@@ -184,3 +185,11 @@ def to_device(arrays: dict, device: torch.device, channels_last: bool) -> Batch:
         x2=image(arrays["x2"]) if "x2" in arrays else None,
         changed=torch.from_numpy(changed).to(device) if changed is not None else None,
     )
+
+
+def check_fits(cfg: TrainConfig, method, dataset) -> None:
+    """Before the first step: the method's own constraints (:meth:`Method.check`) and, for the
+    weakly-supervised methods, that the dataset holds pairs at all (a sparse grid once hung)."""
+    method.check(dataset, cfg.model.latent_dim)
+    if method.uses_pairs:
+        check_pairs(dataset, cfg.data.k)
