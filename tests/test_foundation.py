@@ -91,7 +91,7 @@ def test_cli_help_and_unknown_dataset(capsys):
 def test_show_figure_on_toy_dataset(tmp_path, toy_dataset_cls):
     from PIL import Image
 
-    from disentkit.data.show import save_dataset_figure, traversal_factors
+    from disentkit.viz.dataset import save_dataset_figure, traversal_factors
 
     ds = toy_dataset_cls()
     base = np.array([0, 1, 2, 3])

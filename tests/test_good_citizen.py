@@ -37,8 +37,8 @@ import sys, matplotlib
 matplotlib.use("svg")
 import numpy as np
 from disentkit.data.registry import get_dataset
-from disentkit.data.show import save_dataset_figure
-from disentkit.report import figures as F
+from disentkit.viz.dataset import save_dataset_figure
+from disentkit.viz import figures as F
 from disentkit.cli.metrics import save_relation_heatmap
 out = {str(tmp_path)!r}
 save_dataset_figure(get_dataset("dsprites"), out + "/d.png")

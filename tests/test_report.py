@@ -16,7 +16,7 @@ import pytest
 from disentkit.cli import main
 from disentkit.io import write_json
 from disentkit.report import build_report
-from disentkit.report import figures as F
+from disentkit.viz import figures as F
 from disentkit.report.collect import SCHEMA, collect_results, load_result
 from disentkit.data.kinds import kinds_of
 from disentkit.data.registry import dataset_class

@@ -15,7 +15,7 @@ from test_report import TARGETS, fabricate
 from disentkit.io import write_json
 from disentkit.metrics.omes import association
 from disentkit.report import build_report
-from disentkit.report import figures as F
+from disentkit.viz import figures as F
 from disentkit.report.collect import collect_results, load_result
 from disentkit.report.glossary import define, glossary
 from disentkit.report.health import active_dimensions, finetune_health

@@ -228,7 +228,7 @@ def traversal_rows(model, mean: np.ndarray, dims: list[int], n_steps: int = N_TR
 
 def write_figures(model, dataset, factors, mean, omes, folder: Path, title: str) -> dict[str, str]:
     """Reconstructions, traversals and the relation heat map of one evaluation."""
-    from disentkit.report import figures as F
+    from disentkit.viz import figures as F
 
     out: dict[str, str] = {}
     fig_dir = folder / "figures"

@@ -64,7 +64,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from disentkit.data.registry import get_dataset
-    from disentkit.data.show import save_dataset_figure
+    from disentkit.viz.dataset import save_dataset_figure
 
     apply_cache_dir(args)
     dataset = get_dataset(args.name, **dataset_kwargs(args))

@@ -48,6 +48,25 @@ def _columns(codes: np.ndarray, dims) -> np.ndarray:
     return codes[:, list(dims)]
 
 
+def _jobs(models, names, n_dims: int, pruned, association, inactive, gbt_accuracies) -> list:
+    """(model name, factor index, column indices) per classifier to fit; columns ``None`` where
+    DCI's GBT accuracy is reused instead of refitting the same classifier."""
+    jobs = []
+    for model in models:
+        for k, name in enumerate(names):
+            if model == "gbt" and gbt_accuracies is not None and name in gbt_accuracies:
+                dims = None  # reused, not refitted
+            elif model.endswith("_pruned"):
+                dims = pruned
+            elif model.endswith("_single"):
+                d = association.get(name)
+                dims = [] if d is None or d in set(inactive) else [int(d)]
+            else:
+                dims = list(range(n_dims))
+            jobs.append((model, k, dims))
+    return jobs
+
+
 def downstream(
     codes,
     factors,
@@ -88,19 +107,7 @@ def downstream(
         association, inactive = details["association"], details["inactive"]
     pruned = pruned_dimensions(association, inactive) if association is not None else []
 
-    jobs = []  # (model name, factor index, column indices)
-    for model in models:
-        for k, name in enumerate(names):
-            if model == "gbt" and gbt_accuracies is not None and name in gbt_accuracies:
-                dims = None  # reused, not refitted
-            elif model.endswith("_pruned"):
-                dims = pruned
-            elif model.endswith("_single"):
-                d = association.get(name)
-                dims = [] if d is None or d in set(inactive) else [int(d)]
-            else:
-                dims = list(range(codes.shape[1]))
-            jobs.append((model, k, dims))
+    jobs = _jobs(models, names, codes.shape[1], pruned, association, inactive, gbt_accuracies)
     seeds = int_seeds(rng, len(jobs))
 
     def run(i):

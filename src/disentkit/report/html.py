@@ -26,7 +26,7 @@ import numpy as np
 
 from disentkit.io import write_text
 from disentkit.progress import Progress
-from disentkit.report import figures as F
+from disentkit.viz import figures as F
 from disentkit.report.collect import Result, collect_results, skipped_note
 from disentkit.report.findings import Finding, findings
 from disentkit.report import sections as S

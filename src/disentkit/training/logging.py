@@ -141,7 +141,7 @@ def final_image(model, dataset, device="cpu", n: int = 8, seed: int = 0) -> np.n
     each latent dimension (−2 … 2 around the first input's posterior mean)."""
     import torch
 
-    from disentkit.report.figures import montage
+    from disentkit.viz.figures import montage
 
     rng = np.random.default_rng(seed)
     x = dataset.images(dataset.sample_factors(n, rng), rng)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from disentkit.data.base import FactorDataset
-from disentkit.io import atomic_path
+from disentkit.viz.figures import figure, save_figure, to_hwc
 
 MAX_TRAVERSAL = 12
 
@@ -28,15 +28,8 @@ def traversal_factors(dataset: FactorDataset, base: np.ndarray, k: int) -> np.nd
     return rows[dataset.contains(rows)]
 
 
-def _to_hwc(img: np.ndarray) -> np.ndarray:
-    img = np.clip(img, 0.0, 1.0)
-    return img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
-
-
 def dataset_figure(dataset: FactorDataset, seed: int = 0, n_samples: int = 12):
     """Matplotlib figure: a row of random samples and one labelled traversal row per factor."""
-    from matplotlib.figure import Figure  # not pyplot: the caller's backend stays as it is
-
     rng = np.random.default_rng(seed)
     samples = dataset.images(dataset.sample_factors(n_samples, rng), rng)
     base = dataset.sample_factors(1, rng)[0]
@@ -47,7 +40,7 @@ def dataset_figure(dataset: FactorDataset, seed: int = 0, n_samples: int = 12):
         factors = traversal_factors(dataset, base, k)
         rows.append((f"{name} ({dataset.factor_sizes[k]})", dataset.images(factors, rng)))
     ncols = max(len(r[1]) for r in rows)
-    fig = Figure(figsize=(1.1 * ncols + 1.6, 1.15 * len(rows)))
+    fig = figure(figsize=(1.1 * ncols + 1.6, 1.15 * len(rows)))
     axes = fig.subplots(len(rows), ncols, squeeze=False)
     cmap = "gray" if dataset.image_shape[0] == 1 else None
     for r, (label, imgs) in enumerate(rows):
@@ -58,7 +51,7 @@ def dataset_figure(dataset: FactorDataset, seed: int = 0, n_samples: int = 12):
             for spine in ax.spines.values():
                 spine.set_visible(False)
             if c < len(imgs):
-                ax.imshow(_to_hwc(imgs[c]), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+                ax.imshow(to_hwc(imgs[c]), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(f"{dataset.name}: samples and factor traversals (seed {seed})", fontsize=10)
     fig.tight_layout()
@@ -67,8 +60,4 @@ def dataset_figure(dataset: FactorDataset, seed: int = 0, n_samples: int = 12):
 
 def save_dataset_figure(dataset: FactorDataset, out: str | Path, seed: int = 0) -> Path:
     """Write :func:`dataset_figure` as a PNG, atomically."""
-    fig = dataset_figure(dataset, seed=seed)
-    out = Path(out)
-    with atomic_path(out, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    return out
+    return save_figure(dataset_figure(dataset, seed=seed), out)

@@ -25,7 +25,7 @@ CURVE_KEYS = (("loss", "loss"), ("reconstruction", "reconstruction"), ("kl", "KL
 WEAK_RELATION = 0.1
 
 
-def _figure(figsize):
+def figure(figsize):
     """A ``matplotlib.figure.Figure`` outside pyplot: no backend switch, no global figure list,
     so plotting here never disturbs the caller's matplotlib (inline plots in a notebook)."""
     from matplotlib.figure import Figure
@@ -33,7 +33,7 @@ def _figure(figsize):
     return Figure(figsize=figsize)
 
 
-def _to_hwc(img: np.ndarray) -> np.ndarray:
+def to_hwc(img: np.ndarray) -> np.ndarray:
     img = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
     return img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
 
@@ -49,7 +49,7 @@ def montage(rows: Sequence[np.ndarray], pad: int = 2) -> np.ndarray:
     out = np.ones((len(rows) * (h + pad) + pad, ncols * (w + pad) + pad, 3), dtype=np.float32)
     for i, imgs in enumerate(rows):
         for j, img in enumerate(imgs):
-            tile = _to_hwc(img)
+            tile = to_hwc(img)
             if tile.ndim == 2:
                 tile = np.repeat(tile[..., None], 3, axis=2)
             y, x = pad + i * (h + pad), pad + j * (w + pad)
@@ -66,7 +66,7 @@ def image_rows_figure(rows: Sequence[tuple[str, np.ndarray]], title: str):
     ncols = max(len(imgs) for _, imgs in rows)
     label_in = max(1.2, 0.075 * max(len(lbl) for lbl, _ in rows) + 0.3)  # room for the labels
     width, height = 0.75 * ncols + label_in + 0.1, 0.75 * len(rows) + 0.6
-    fig = _figure((width, height))
+    fig = figure((width, height))
     ax = fig.subplots()
     ax.imshow(grid, interpolation="nearest")
     ax.set_xticks([])
@@ -129,7 +129,7 @@ def relation_figure(
         raise ValueError(f"association names factors {unknown} or dimensions {stray} that the "
                          "relation matrix does not show")
     width = 2.2 + 0.95 * len(factor_names)
-    fig = _figure((width, 1.7 + 0.5 * max(len(dims), 1)))
+    fig = figure((width, 1.7 + 0.5 * max(len(dims), 1)))
     ax = fig.subplots()
     im = ax.imshow(m, cmap="viridis", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(factor_names)), labels=list(factor_names), rotation=30, ha="right",
@@ -170,7 +170,7 @@ def curves_figure(series: Mapping[str, Sequence[Mapping]], title: str):
     ]
     if not panels:
         raise ValueError(f"no curve to draw: the logs have none of the keys {[k for k, _ in CURVE_KEYS]}")
-    fig = _figure((3.4 * len(panels), 2.8))
+    fig = figure((3.4 * len(panels), 2.8))
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels):
         for name, recs in series.items():
