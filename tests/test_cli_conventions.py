@@ -224,6 +224,20 @@ def test_transfer_smoke_wins_over_explicit_sizes_and_says_so(caplog):
     assert "--smoke wins over --finetune-steps 3000" in caplog.text
 
 
+@pytest.mark.parametrize("argv", [
+    ["train", "--dataset", "dsprites", "--smoke", "--steps", "-1"],
+    ["train", "--dataset", "dsprites", "--smoke", "--batch-size", "0"],
+    ["transfer", "--source", "s", "--target", "shapes3d", "--smoke", "--n", "0"],
+    ["transfer", "--source", "s", "--target", "shapes3d", "--smoke", "--finetune-steps", "-2"],
+])
+def test_smoke_does_not_hide_a_bad_explicit_value(tmp_path, capsys, argv):
+    """--smoke replaces sizes, but an invalid explicit size is still an error (exit 2)."""
+    out = tmp_path / "o"
+    assert main(argv + ["--out", str(out)]) == 2
+    assert "must be" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--dataset", "nope"], "unknown dataset"),
     (["--root", "/no/such/folder"], "no such folder"),

@@ -151,8 +151,8 @@ def resolve_config(args: argparse.Namespace):
         if replaced:
             log.warning("--smoke wins over %s (uses %s); drop --smoke for a full-size run",
                         ", ".join(replaced), ", ".join(f"{k}={v}" for k, v in SMOKE.items()))
-    cfg = apply_overrides(cfg, overrides)
-    return (cfg.smoke() if args.smoke else cfg).validate()
+    cfg = apply_overrides(cfg, overrides).validate()  # a bad explicit value fails even under --smoke
+    return cfg.smoke().validate() if args.smoke else cfg
 
 
 def preflight(cfg) -> None:

@@ -97,6 +97,7 @@ def config_from_args(args: argparse.Namespace):
         data_root=args.root, device=args.device, precision=args.precision, threads=args.threads,
         eval=EvalSettings(n=args.n, seed=args.eval_seed, metrics=metrics, backend=args.backend),
     )
+    cfg.validate()  # a bad explicit value fails even under --smoke, which would replace it
     if args.smoke:  # seconds-long sizes (TransferConfig.smoke); an explicit --metrics still holds
         flags = {"finetune_steps": args.finetune_steps, "batch_size": args.batch_size, "n": args.n}
         replaced = [f"--{k.replace('_', '-')} {v}" for k, v in flags.items() if v != DEFAULTS[k]]
