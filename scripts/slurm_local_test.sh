@@ -248,7 +248,7 @@ grep -q "wave" "$TMP/log/sweep2.log" && die "the re-run submitted jobs although 
 log "re-run submitted nothing"
 
 # the sweep's table, mean ± std over the two seeds, from the runs Slurm produced
-"$PYTHON" -m disentkit aggregate "$OUT" --no-report --n-boot 200 | sed 's/^/    /'
+"$PYTHON" -m disentkit aggregate "$OUT" --no-report --bootstrap 200 | sed 's/^/    /'
 grep -q "color-dsprites" "$OUT/aggregate.csv" 2>/dev/null || [ -n "${SLURM_TEST_STUDY:-}" ] \
   || die "aggregate.csv lacks the quick study's transfers"
 log "aggregate: $(($(wc -l <"$OUT/aggregate.csv") - 1)) rows in aggregate.csv"
