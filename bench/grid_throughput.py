@@ -148,7 +148,7 @@ def parity(a, batches) -> dict:
             p = batches.pairs(a.batch, data)
             terms = method.training_step(model, opt, Batch(p["x1"], p["x2"], p["changed"]),
                                          step, noise, 1.0, precision)
-        out[f"{precision}_final_loss"] = float(terms.loss)
+        out[f"{precision}_final_loss"] = float(terms.loss.detach())
         model.eval()
         with torch.no_grad():
             codes[precision] = torch.cat([model.encode(images[i:i + 256])[0]

@@ -83,7 +83,7 @@ def test_presets_load_and_round_trip(tmp_path, capsys):
     (src,) = quick.sources
     (tr,) = quick.transfers
     assert src.dataset == "color-dsprites" and tr.targets == TARGETS
-    assert (src.steps, src.lr, src.arch, src.batch_size) == (3000, 1e-3, "locatello", 64)
+    assert (src.steps, src.lr, src.arch, src.batch_size) == (5000, 1e-3, "locatello", 64)
     assert (tr.steps, tr.lr, tr.beta, tr.grad_clip) == (500, 5e-4, 1.0, 1.0)
     assert quick.evaluation.n == 15008 and quick.evaluation.backend == "fast"
     assert quick.execution.precision == paper.execution.precision == "fp32"
@@ -127,10 +127,10 @@ def test_missing_optional_targets_are_skipped_and_required_ones_fail_first(tmp_p
 
 
 def test_job_clock_estimates_time_left_from_measured_rates():
-    quick = plan(load_study("quick"), optional={})  # 3000 steps x 64 pairs; fine-tuning 500 x 64
+    quick = plan(load_study("quick"), optional={})  # 5000 steps x 64 pairs; fine-tuning 500 x 64
     clock = JobClock(quick)
     source = quick.runs[0]
-    assert clock.images[source.id] == 3000 * 64 * 2
+    assert clock.images[source.id] == 5000 * 64 * 2
     finetune_images = 500 * 64
     first = clock.text("train source")
     assert first.startswith("[stage 1/6, 0:00 elapsed]") and "left" not in first

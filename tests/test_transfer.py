@@ -307,3 +307,36 @@ def test_transfer_cli_end_to_end(tmp_path, source_runs, monkeypatch, capsys):
     assert after["dataset"]["name"] == "coins-augmented" and after["transfer"]["channel_rule"].startswith("1->3")
     assert main(args) == 0  # the second time every stage is skipped
     assert "skipped: done" in capsys.readouterr().err
+
+
+def test_target_options_reach_every_stage_and_are_checked(tmp_path, source_runs, monkeypatch,
+                                                          capsys):
+    """``--target-option`` (a study's ``target_options``) builds the target with its options
+    for the zero-shot, floor, fine-tuning and after stages; an unknown or malformed option is a
+    one-line error (exit 2) before any work."""
+    monkeypatch.setenv("DISENTKIT_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "opt"
+    base = ["transfer", "--source", str(source_runs[1]), "--target", "coins-augmented", "--out",
+            str(out), "--smoke", "--metrics", "omes", "--threads", "1"]
+    assert main(base + ["--target-option", "channels=1"]) == 0
+    assert read_json(out / "transfer.json")["config"]["target_options"] == {"channels": 1}
+    assert read_json(out / "finetune" / "config.json")["data"]["options"] == {"channels": 1}
+    after = read_json(out / "after" / "results.json")
+    assert after["transfer"]["channel_rule"] is None  # 1-channel source, 1-channel target
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    assert main(base[:6] + [str(bad)] + base[7:] + ["--target-option", "depth_mode=normalised"]) == 2
+    err = capsys.readouterr().err
+    assert "target_options" in err and "channels" in err and not bad.exists()
+    assert main(base[:6] + [str(bad)] + base[7:] + ["--target-option", "channels"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err and not bad.exists()
+
+
+def test_empty_target_options_leave_run_ids_unchanged():
+    from disentkit.experiment.study import config_id
+
+    config = {"kind": "transfer", "transfer": {"target": "shapes3d", "steps": 5}}
+    assert config_id({**config, "transfer": {**config["transfer"], "target_options": {}}}) == \
+        config_id(config)
+    assert config_id({**config, "transfer": {**config["transfer"],
+                                             "target_options": {"supersample": 1}}}) != config_id(config)

@@ -328,6 +328,9 @@ class RunConfig:
     checkpoint_every: int = 1000
     #: render the next batch in a background thread while the network trains (same batches)
     prefetch: bool = True
+    #: threads rendering batches in parallel, for datasets whose images are a pure function of
+    #: their factors (the real ones: ``thread_safe_images``); the batches are the same as with 1
+    data_workers: int = 1
     #: "jsonl" (log.jsonl only) or "tensorboard" (also TensorBoard events in RUN/tensorboard/)
     logger: str = "jsonl"
 
@@ -367,6 +370,7 @@ class TrainConfig:
             ("run.logger", r.logger in LOGGERS, f"one of {LOGGERS}", r.logger),
             ("run.log_every", r.log_every >= 1, ">= 1", r.log_every),
             ("run.checkpoint_every", r.checkpoint_every >= 1, ">= 1", r.checkpoint_every),
+            ("run.data_workers", r.data_workers >= 1, ">= 1", r.data_workers),
         ]
 
     def validate(self) -> "TrainConfig":

@@ -50,8 +50,8 @@ from disentkit.models.channels import CHANNEL_RULE, adapt_channels
 
 FINETUNE_MODES = ("all", "encoder", "decoder", "none")
 #: settings that may change between a run and its re-run without changing any result
-RUNTIME_FIELDS = ("device", "precision", "threads", "log_every", "data_root", "eval.n_jobs",
-                  "eval.batch_size")
+RUNTIME_FIELDS = ("device", "precision", "threads", "log_every", "data_root", "data_workers",
+                  "eval.n_jobs", "eval.batch_size")
 
 
 class SourceRunError(DisentkitError):
@@ -81,9 +81,14 @@ class TransferConfig:
     heldout_fraction: float = 0.25
     split_seed: int = 0
     data_root: str | None = None
+    #: constructor options of the target dataset, e.g. ``{"depth_mode": "normalised"}`` for
+    #: RGB-D depth (docs/datasets.md); used for the zero-shot, floor, fine-tuning and after data
+    target_options: dict = field(default_factory=dict)
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None
+    #: threads rendering the fine-tuning batches of a real target (``run.data_workers``)
+    data_workers: int = 1
     log_every: int = 100
     eval: EvalSettings = field(default_factory=EvalSettings)
 
@@ -103,7 +108,9 @@ class TransferConfig:
              self.heldout_fraction),
             ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}", self.precision),
             ("threads", self.threads is None or self.threads >= 1, ">= 1 or null", self.threads),
+            ("data_workers", self.data_workers >= 1, ">= 1", self.data_workers),
             ("log_every", self.log_every >= 1, ">= 1", self.log_every),
+            _options_row(self.target, self.target_options),
         ] + [(f"eval.{name}", ok, exp, found) for name, ok, exp, found in self.eval.check()]
 
     def validate(self) -> "TransferConfig":
@@ -193,10 +200,30 @@ def load_source(run_dir: str | Path):
         raise SourceRunError(f"source run folder {run_dir} is not usable: {exc}") from exc
 
 
-def target_dataset(name: str, root: str | None):
+def _options_row(target: str, options: dict) -> tuple:
+    """The ``target_options`` check row: every key is a constructor option of the target."""
+    import inspect
+
+    from disentkit.data.registry import dataset_class
+
+    try:
+        params = inspect.signature(dataset_class(target)).parameters
+    except (ValueError, KeyError, TypeError, ImportError):  # an unknown target fails its own row
+        return ("target_options", True, "", options)
+    names = sorted(n for n, p in params.items() if n not in ("self", "root")
+                   and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    unknown = sorted(set(options) - set(names))
+    return ("target_options", takes_any or not unknown,
+            f"options of {target}: {', '.join(names) or 'none'}", options)
+
+
+def target_dataset(name: str, root: str | None, options: dict | None = None):
+    """The target dataset ``name`` (files under ``root`` for real data) with its ``options``."""
     from disentkit.data.registry import get_dataset
 
-    return get_dataset(name, root=root) if root else get_dataset(name)
+    kwargs = dict(options or {})
+    return get_dataset(name, root=root, **kwargs) if root else get_dataset(name, **kwargs)
 
 
 def _source_factors(name: str) -> dict:
@@ -237,14 +264,14 @@ def _finetune_config(cfg: TransferConfig, src_cfg, init_from: Path):
     from disentkit.config import DataConfig, MethodConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 
     return TrainConfig(
-        data=DataConfig(dataset=cfg.target, root=cfg.data_root),
+        data=DataConfig(dataset=cfg.target, root=cfg.data_root, options=dict(cfg.target_options)),
         model=ModelConfig(arch=src_cfg.model.arch, latent_dim=src_cfg.model.latent_dim,
                           init_from=None if cfg.compat else str(init_from)),
         method=MethodConfig(name="beta-vae", beta=cfg.beta, warmup_steps=0),
         optim=OptimConfig(lr=cfg.lr, batch_size=cfg.batch_size, grad_clip=cfg.grad_clip,
                           trainable=cfg.finetune),
         run=RunConfig(steps=cfg.steps, seed=cfg.seed, device=cfg.device, precision=cfg.precision,
-                      threads=cfg.threads, log_every=cfg.log_every,
+                      threads=cfg.threads, log_every=cfg.log_every, data_workers=cfg.data_workers,
                       checkpoint_every=max(cfg.steps // 10, 1)),
     ).validate()
 
@@ -298,7 +325,7 @@ def transfer(cfg: TransferConfig, out_dir: str | Path, *,
 
     source_sha256 = _file_sha256(checkpoint_path(source))
     _check_same_config(out, cfg, source_sha256)
-    target = dataset if dataset is not None else target_dataset(cfg.target, cfg.data_root)
+    target = dataset if dataset is not None else target_dataset(cfg.target, cfg.data_root, cfg.target_options)
     channels = int(target.image_shape[0])
     if cfg.compat and model.in_channels != channels and cfg.finetune != "none":
         raise ValueError("--compat reloads the source's optimiser state, which does not fit a network "

@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", required=True, help="source run folder (from `disentkit train`)")
     p.add_argument("--target", required=True, help="target dataset name (`disentkit datasets list`)")
     add_dataset_root_arguments(p, "the target")
+    p.add_argument("--target-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="target dataset option, repeatable, e.g. depth_mode=normalised for "
+                        "rgbd-objects-depth (default: none, the dataset's defaults)")
     p.add_argument("--out", required=True, help="transfer folder to write")
     p.add_argument("--finetune", choices=["all", "encoder", "decoder", "none"], default="all",
                    help="which weights fine-tuning trains (paper: all); none = zero-shot only")
@@ -79,6 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tiny sizes, seconds: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items())
                         + " (win over --finetune-steps, --batch-size, --n)")
     add_threads_argument(p)
+    p.add_argument("--data-workers", type=int, default=1,
+                   help="threads rendering fine-tuning batches of a real target in parallel "
+                        "(same batches; for GPUs, where one thread cannot keep up)")
     add_json_argument(p, "the metrics before and after fine-tuning")
     p.set_defaults(func=cmd_transfer)
 
@@ -94,7 +100,9 @@ def config_from_args(args: argparse.Namespace):
         source=args.source, target=args.target, finetune=args.finetune, steps=args.finetune_steps,
         beta=args.beta, lr=args.lr, batch_size=args.batch_size, grad_clip=clip, seed=args.seed,
         compat=args.compat, heldout_fraction=args.heldout_fraction, split_seed=args.split_seed,
-        data_root=args.root, device=args.device, precision=args.precision, threads=args.threads,
+        data_root=args.root, target_options=parse_options(args.target_option, "--target-option"),
+        device=args.device, precision=args.precision, threads=args.threads,
+        data_workers=args.data_workers,
         eval=EvalSettings(n=args.n, seed=args.eval_seed, metrics=metrics, backend=args.backend),
     )
     cfg.validate()  # a bad explicit value fails even under --smoke, which would replace it
@@ -108,6 +116,19 @@ def config_from_args(args: argparse.Namespace):
         if metrics is not None:
             cfg.eval.metrics, cfg.eval.downstream_models = metrics, None
     return cfg.validate()
+
+
+def parse_options(items: list[str], flag: str) -> dict:
+    """``KEY=VALUE`` strings as a dict (values parsed as YAML scalars: numbers, true, none)."""
+    from disentkit.config import ConfigError, parse_value
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag}: expected KEY=VALUE, found {item!r}")
+        out[key.strip()] = parse_value(value.strip())
+    return out
 
 
 def preflight(args: argparse.Namespace) -> None:

@@ -39,6 +39,10 @@ class FactorDataset(Dataset, abc.ABC):
     image_shape: tuple[int, int, int] = (1, 64, 64)
     synthetic: ClassVar[bool] = True
     source: ClassVar[str] = ""
+    #: True when :meth:`images` ignores ``rng`` and may run in several threads at once (a pure
+    #: function of the factors over arrays loaded at construction: the real datasets), so the
+    #: training stream may render its batches in parallel (``run.data_workers``)
+    thread_safe_images: ClassVar[bool] = False
     #: table [M, K] of the combinations present when the grid is incomplete, else ``None``
     combinations: np.ndarray | None = None
 

@@ -131,6 +131,8 @@ class Coil100(FactorDataset):
     ``channels=1`` gives ITU-R 601 luma.
     """
 
+    thread_safe_images = True  # images() reads arrays loaded at construction
+
     name = "coil100"
     factor_names = ("object", "pose")
     factor_sizes = (100, 72)
@@ -185,6 +187,8 @@ class Coil100Augmented(FactorDataset):
       1.17 M PNGs (a one-off decode of about an hour into a 14 GB cache), against 7,200 views
       and a 470 MB cache for the generated path, which is why the plain layout is preferred.
     """
+
+    thread_safe_images = True  # images() reads arrays loaded at construction
 
     name = "coil100-augmented"
     factor_names = ("object", "pose", "rotation", "scale")

@@ -112,6 +112,8 @@ class CoinsAugmented(FactorDataset):
     Coil-100's views.
     """
 
+    thread_safe_images = True  # images() reads arrays loaded at construction
+
     name = "coins-augmented"
     factor_names = ("coin", "rotation", "scale")
     factor_sizes = (N_COINS, len(ROTATIONS_DEG), len(SCALES))

@@ -78,6 +78,8 @@ class FolderDataset(FactorDataset):
     channel count (1 for grey, 3 for colour); 1 or 3 converts.
     """
 
+    thread_safe_images = True  # images() reads arrays loaded at construction
+
     name = "folder"
     image_shape = (3, 64, 64)  # an instance takes its images' channel count
     synthetic = False

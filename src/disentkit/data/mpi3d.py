@@ -36,6 +36,8 @@ MPI3D_SIZES = (6, 6, 2, 3, 3, 40, 40)
 class _MPI3D(FactorDataset):
     """Shared loader; subclasses name the file. ``factor_sizes=`` shrinks the grid (tests)."""
 
+    thread_safe_images = True  # images() reads arrays loaded at construction
+
     factor_names = MPI3D_FACTORS
     factor_sizes = MPI3D_SIZES
     #: what each factor is and what else varies (disentkit.data.kinds): the two axes of the

@@ -112,6 +112,8 @@ def scan_frames(instance_dir: Path, kinds: tuple[str, ...]) -> dict[tuple[int, i
 class RGBDObjects(FactorDataset):
     """RGB-D Objects, colour: category 51 x azimuth 3 x pose (frames), masked crops at 64x64."""
 
+    thread_safe_images = True  # images() reads arrays loaded at construction
+
     name = "rgbd-objects"
     factor_names = ("category", "azimuth", "pose")
     #: nominal sizes; an instance computes them from the folder (pose = largest frame number)

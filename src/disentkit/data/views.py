@@ -52,6 +52,7 @@ class DatasetView(FactorDataset):
         self.combinations = getattr(base, "combinations", None)
         self.factor_kinds = getattr(base, "factor_kinds", None)
         self.nuisances = getattr(base, "nuisances", ())
+        self.thread_safe_images = getattr(base, "thread_safe_images", False)
 
     def images(self, factors, rng=None):
         return self.base.images(factors, rng)

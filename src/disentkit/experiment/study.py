@@ -329,19 +329,25 @@ class Plan:
 #: fields of a resolved config that do not change results (left out of the id)
 RUNTIME_KEYS = ("train.run.device", "train.run.threads", "train.run.log_every",
                 "train.run.checkpoint_every", "train.run.prefetch", "train.data.root",
+                "train.run.data_workers", "transfer.data_workers",
                 "transfer.device", "transfer.threads", "transfer.log_every", "transfer.data_root",
                 "transfer.source", "evaluation.n_jobs", "evaluation.batch_size",
                 "transfer.eval.n_jobs", "transfer.eval.batch_size")
 
 
+#: fields left out of the id while empty: added after ids were published, so that a study
+#: that does not set them keeps its run ids (and its finished runs)
+OMIT_WHEN_EMPTY = ("transfer.target_options",)
+
+
 def config_id(config: dict) -> str:
     """Stable id of a resolved config without its runtime keys: SHA-256 of canonical JSON, 12 hex."""
     kept = json.loads(json.dumps(config))
-    for key in RUNTIME_KEYS:
+    for key in RUNTIME_KEYS + OMIT_WHEN_EMPTY:
         node, parts = kept, key.split(".")
         for part in parts[:-1]:
             node = node.get(part, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
+        if isinstance(node, dict) and (key in RUNTIME_KEYS or node.get(parts[-1]) in ({}, None)):
             node.pop(parts[-1], None)
     text = json.dumps(kept, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]

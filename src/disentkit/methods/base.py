@@ -54,6 +54,8 @@ class LossTerms:
     reconstruction: torch.Tensor
     kl: torch.Tensor
     beta: float
+    #: device boolean "every term and the gradient norm finite" (lazy guard only, else None)
+    finite: torch.Tensor | None = None
 
 
 def bernoulli_reconstruction(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -130,18 +132,24 @@ class Method:
         generator: torch.Generator | None = None,
         grad_clip: float | None = None,
         precision: str = "fp32",
+        *,
+        lazy_guard: bool = False,
     ) -> LossTerms:
         """One update at 0-based ``step``: loss, backward, optional clipping by global norm, Adam.
 
         A non-finite term raises :class:`NonFiniteLossError` *before* the weights change, so the
-        model and the last checkpoint stay good.
+        model and the last checkpoint stay good. ``lazy_guard`` (accelerators: each check would
+        stall the host until the device catches up) raises nothing: ``terms.finite`` is a device
+        boolean the caller reads every ``log_every`` steps and before every checkpoint, so a bad
+        step still never reaches a saved checkpoint, only the model in memory.
         """
         with autocast_context(batch.x1.device.type, precision):
             terms = self.loss(model, batch, self.beta_at(step), generator)
-        for name, value in (("reconstruction", terms.reconstruction), ("kl", terms.kl),
-                            ("loss", terms.loss)):
-            if not torch.isfinite(value):
-                raise NonFiniteLossError(step, name, float(value.detach()))
+        if not lazy_guard:
+            for name, value in (("reconstruction", terms.reconstruction), ("kl", terms.kl),
+                                ("loss", terms.loss)):
+                if not torch.isfinite(value):
+                    raise NonFiniteLossError(step, name, float(value.detach()))
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         if grad_clip is not None:
@@ -149,7 +157,11 @@ class Method:
         else:  # checked without clipping too: an infinite gradient would corrupt Adam's moments
             grads = [p.grad for p in model.parameters() if p.grad is not None]
             norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-        if not torch.isfinite(norm):
+        if lazy_guard:
+            terms.finite = torch.isfinite(torch.stack([
+                terms.reconstruction.detach().float(), terms.kl.detach().float(),
+                terms.loss.detach().float(), norm.detach().float().to(terms.loss.device)])).all()
+        elif not torch.isfinite(norm):
             raise NonFiniteLossError(step, "gradient norm", float(norm.detach()))
         optimizer.step()
         return terms

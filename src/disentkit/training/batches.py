@@ -40,19 +40,76 @@ def draw_batch(dataset, pairs: bool, n: int, rng: np.random.Generator, k: int) -
     return {"x1": dataset.images(dataset.sample_factors(n, rng), rng)}
 
 
+def draw_factors(dataset, pairs: bool, n: int, rng: np.random.Generator, k: int) -> dict:
+    """The factor part of :func:`draw_batch`: every draw it makes from ``rng``, in its order
+    (for a dataset whose images draw nothing, see ``thread_safe_images``)."""
+    if pairs:
+        from disentkit.data.pairs import sample_pair_factors
+
+        f1, f2, changed = sample_pair_factors(dataset, n, rng, k)
+        return {"factors": np.concatenate([f1, f2]), "changed": changed}
+    return {"factors": dataset.sample_factors(n, rng)}
+
+
+def render(dataset, drawn: dict) -> dict:
+    """The image part of :func:`draw_batch` for factors from :func:`draw_factors`."""
+    images = dataset.images(drawn["factors"], None)
+    if "changed" not in drawn:
+        return {"x1": images}
+    n = len(drawn["changed"])
+    return {"x1": images[:n], "x2": images[n:], "changed": drawn["changed"]}
+
+
 def batch_stream(dataset, pairs: bool, n: int, rng: np.random.Generator, k: int, count: int,
-                 prefetch: bool = True, stall_s: float = STALL_S) -> Iterator[tuple[dict, dict]]:
+                 prefetch: bool = True, stall_s: float = STALL_S,
+                 workers: int = 1) -> Iterator[tuple[dict, dict]]:
     """Yield ``count`` pairs (batch arrays, generator state after drawing it).
 
     With ``prefetch`` a producer thread draws ahead; its exception is re-raised here, and a
     producer that dies or delivers nothing for ``stall_s`` seconds raises :class:`BatchStreamError`.
+    ``workers`` > 1 on a dataset with ``thread_safe_images`` (the real ones, whose augmentation
+    is the costly part) renders up to ``workers`` batches at once in a thread pool, while the
+    producer alone draws the factors from ``rng`` in order: the batches and generator states
+    are exactly those of one thread (a test checks it), only sooner.
     """
     if not prefetch:
         for _ in range(count):
             arrays = draw_batch(dataset, pairs, n, rng, k)
             yield arrays, numpy_rng_state(rng)
         return
-    out: queue.Queue = queue.Queue(maxsize=1)
+    if workers > 1 and getattr(dataset, "thread_safe_images", False):
+        yield from _parallel_stream(dataset, pairs, n, rng, k, count, stall_s, workers)
+        return
+    yield from _prefetch_stream(lambda: draw_batch(dataset, pairs, n, rng, k), rng, count,
+                                stall_s, ahead=1)
+
+
+def _parallel_stream(dataset, pairs, n, rng, k, count, stall_s, workers):
+    """The factors drawn by the producer in order, the images by a pool of ``workers``."""
+    from concurrent import futures
+
+    with futures.ThreadPoolExecutor(workers, thread_name_prefix="disentkit-render") as pool:
+        def make():
+            return pool.submit(render, dataset, draw_factors(dataset, pairs, n, rng, k))
+
+        inner = _prefetch_stream(make, rng, count, stall_s, ahead=workers)
+        try:
+            for future, state in inner:
+                try:
+                    arrays = future.result(timeout=stall_s)
+                except futures.TimeoutError:  # not the builtin before Python 3.11
+                    raise BatchStreamError(f"rendering a training batch took over {stall_s:.0f} s "
+                                           "(run with --set run.data_workers=1 to see where)") from None
+                yield arrays, state
+        finally:
+            inner.close()  # the producer stops submitting first
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _prefetch_stream(make, rng: np.random.Generator, count: int, stall_s: float, ahead: int):
+    """Yield ``(make(), rng state after it)`` ``count`` times, made by a producer thread that
+    runs up to ``ahead`` items in front of the consumer."""
+    out: queue.Queue = queue.Queue(maxsize=ahead)
     stop = threading.Event()
 
     def put(item) -> bool:
@@ -68,7 +125,7 @@ def batch_stream(dataset, pairs: bool, n: int, rng: np.random.Generator, k: int,
     def produce() -> None:
         try:
             for _ in range(count):
-                if not put((draw_batch(dataset, pairs, n, rng, k), numpy_rng_state(rng))):
+                if not put((make(), numpy_rng_state(rng))):
                     return
         except BaseException as exc:  # handed to the consumer, raised there
             put(exc)

@@ -10,6 +10,7 @@ the log of a resumed run reads like the log of a run never interrupted.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Callable
@@ -32,12 +33,15 @@ def read_log(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / LOG_FILE
     if not path.is_file():
         return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    records, bad = [], 0
+    # bytes that are not UTF-8 (a torn write, a disk error) make their line unreadable, not the log
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            continue
+            bad += 1
+    if bad > 1 or bad and not records:  # one torn last line is what a kill leaves; more is damage
+        logging.getLogger(__name__).warning("%s: skipped %d unreadable line(s)", path, bad)
     return records
 
 

@@ -40,7 +40,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwr
     run_dir = Path(out_dir)
     runfolder.check_output(run_dir, overwrite,
                            allow_unmarked=resume or (prepare.is_run_folder(run_dir) and not overwrite))
-    with runfolder.hold(run_dir):
+    with runfolder.hold(run_dir), prepare.flush_denormals(prepare.resolve_device(cfg.run.device)):
         return _train(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress,
                       dataset=dataset)
 
@@ -61,14 +61,8 @@ def _train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, overw
 
     # --- data, method, model, optimiser, generators (all seeded from the run seed)
     dataset = dataset if dataset is not None else prepare.build_dataset(cfg)
-    method = build_method(cfg.method.name, beta=cfg.method.beta,
-                          warmup_steps=cfg.method.warmup_steps, **cfg.method.options)
-    prepare.check_fits(cfg, method, dataset)
     seeds = prepare.seeds(cfg.run.seed)
-    model = prepare.build_network(cfg, dataset.image_shape[0], seeds["init"]).to(device)
-    model = (model.to(memory_format=torch.channels_last) if channels_last else model).train()
-    params = prepare.trainable_parameters(model, cfg.optim.trainable)
-    optimizer = torch.optim.Adam(params, lr=cfg.optim.lr)
+    method, model, optimizer = _build(cfg, dataset, seeds["init"], device, channels_last)
     data_rng = np.random.default_rng(seeds["data"])
     noise = torch.Generator(device=device).manual_seed(seeds["noise"])
     step = 0
@@ -76,7 +70,7 @@ def _train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, overw
         data_rng, step = prepare.restore_state(state, run_dir, model, optimizer, noise, cfg.run.steps)
     info = {"arch": cfg.model.arch, "in_channels": int(dataset.image_shape[0]),
             "latent_dim": cfg.model.latent_dim, "device": str(device), "precision": precision,
-            "torch": torch.__version__}
+            "torch": torch.__version__, "flush_denormals": prepare.flushes(device)}
 
     def save_checkpoint(at_step: int, data_rng_state: dict) -> None:
         ckpt.save_checkpoint(run_dir, ckpt.TrainingState(
@@ -86,45 +80,108 @@ def _train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, overw
     save(cfg, run_dir / "config.json")
     log = RunLog(run_dir, keep_until=step)
     bar = Progress(progress, cfg.run.steps, step)
-    totals, last_time, last_step = np.zeros(3), time.perf_counter(), step
-    started = last_time  # wall time of this process's part of the run, logged as elapsed_s
+    tally = _Tally(device, lazy=device.type not in EAGER_GUARD_DEVICES, step=step)
     last_checkpoint = state.step if state is not None else None
+
+    def stop(exc: NonFiniteLossError, at: int) -> NonFiniteLossError:
+        err = _stopped(exc, at, last_checkpoint, run_dir)  # 1-based, as logged
+        log.write({"step": at, "error": str(err)})
+        tally.failed = True
+        return err
 
     # --- the loop
     stream = batch_stream(dataset, method.uses_pairs, cfg.optim.batch_size, data_rng, cfg.data.k,
-                          count=max(cfg.run.steps - step, 0), prefetch=cfg.run.prefetch)
+                          count=max(cfg.run.steps - step, 0), prefetch=cfg.run.prefetch,
+                          workers=cfg.run.data_workers)
     try:
         for arrays, data_rng_state in stream:
             batch = prepare.to_device(arrays, device, channels_last)
             try:
                 terms = method.training_step(model, optimizer, batch, step, noise,
-                                             cfg.optim.grad_clip, precision)
+                                             cfg.optim.grad_clip, precision, lazy_guard=tally.lazy)
             except NonFiniteLossError as exc:
-                err = _stopped(exc, step + 1, last_checkpoint, run_dir)  # 1-based, as logged
-                log.write({"step": step + 1, "error": str(err)})
-                raise err from None
+                raise stop(exc, step + 1) from None
             step += 1
-            totals += (terms.loss.item(), terms.reconstruction.item(), terms.kl.item())
+            tally.add(terms, step)
             record = None
-            if step % cfg.run.log_every == 0 or step == cfg.run.steps:
-                now = time.perf_counter()
-                record = _record(step, step - last_step, totals, terms.beta,
-                                 batch.num_images / max(now - last_time, 1e-9), now - started)
+            log_now = step % cfg.run.log_every == 0 or step == cfg.run.steps
+            save_now = step % cfg.run.checkpoint_every == 0 or step == cfg.run.steps
+            if (log_now or save_now) and tally.first_bad() is not None:
+                raise stop(NonFiniteLossError(tally.first_bad(), "loss or gradient norm",
+                                              float("nan")), tally.first_bad()) from None
+            if log_now:
+                record = tally.record(step, terms.beta, batch.num_images)
                 log.write(record)
                 if tb is not None:
                     tb.write(record)
-                totals[:], last_time, last_step = 0.0, now, step
-            if step % cfg.run.checkpoint_every == 0 or step == cfg.run.steps:
+            if save_now:
                 save_checkpoint(step, data_rng_state)  # the data stream as of this step
                 last_checkpoint = step
             bar.update(step, cfg.run.steps, record)
     finally:
         stream.close()
         bar.close()
-        _close_tensorboard(tb, model, dataset, step, cfg.run.steps, device)
+        _close_tensorboard(tb, model, dataset, -1 if tally.failed else step, cfg.run.steps, device)
     if state is None and cfg.run.steps == 0:  # a zero-step run leaves a loadable untrained model
         save_checkpoint(0, ckpt.numpy_rng_state(data_rng))
     return run_dir
+
+
+#: devices whose step checks finiteness eagerly (a host read costs nothing there); elsewhere the
+#: guard is lazy: no host synchronisation per step (see :meth:`Method.training_step`)
+EAGER_GUARD_DEVICES = ("cpu",)
+
+
+class _Tally:
+    """The loss sums since the last log line, kept on the device, and the lazy finiteness
+    guard (the first bad 1-based step), both read only every ``log_every`` steps and before a
+    checkpoint: a step needs no host synchronisation. Sums are float64 in step order, so the
+    logged means equal those of a loop that read every value on the host."""
+
+    def __init__(self, device: torch.device, lazy: bool, step: int):
+        self.lazy, self.failed = lazy, False
+        self.last_time, self.last_step = time.perf_counter(), step
+        self.started = self.last_time  # wall time of this process's part, logged as elapsed_s
+        self.sums = torch.zeros(3, dtype=torch.float64, device=device)
+        self.bad = torch.full((), -1, dtype=torch.int64, device=device) if lazy else None
+
+    def add(self, terms, step: int) -> None:
+        self.sums += torch.stack([t.detach().double() for t in
+                                  (terms.loss, terms.reconstruction, terms.kl)])
+        if self.lazy:
+            self.bad = torch.where(~terms.finite & (self.bad < 0), step, self.bad)
+
+    def first_bad(self) -> int | None:
+        """The first step whose loss or gradient was not finite (one host read), or None."""
+        if not self.lazy:
+            return None
+        bad = int(self.bad)
+        return bad if bad >= 0 else None
+
+    def take(self) -> np.ndarray:
+        """The sums (one host read), reset to zero."""
+        out = self.sums.cpu().numpy().copy()
+        self.sums.zero_()
+        return out
+
+    def record(self, step: int, beta: float, images: int) -> dict:
+        """The ``log.jsonl`` line of ``step`` (means since the last line, rate, elapsed)."""
+        now = time.perf_counter()
+        rec = _record(step, step - self.last_step, self.take(), beta,
+                      images / max(now - self.last_time, 1e-9), now - self.started)
+        self.last_time, self.last_step = now, step
+        return rec
+
+
+def _build(cfg: TrainConfig, dataset, init_seed: int, device, channels_last: bool):
+    """The method (checked against the dataset), the network on ``device`` and its Adam."""
+    method = build_method(cfg.method.name, beta=cfg.method.beta,
+                          warmup_steps=cfg.method.warmup_steps, **cfg.method.options)
+    prepare.check_fits(cfg, method, dataset)
+    model = prepare.build_network(cfg, dataset.image_shape[0], init_seed).to(device)
+    model = (model.to(memory_format=torch.channels_last) if channels_last else model).train()
+    params = prepare.trainable_parameters(model, cfg.optim.trainable)
+    return method, model, torch.optim.Adam(params, lr=cfg.optim.lr)
 
 
 def _record(step: int, n: int, totals: np.ndarray, beta: float, batches_per_s: float,
