@@ -27,6 +27,7 @@ error), the others continue, and :class:`NonFiniteLossError` is raised at the en
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,6 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from disentkit import runfolder
 from disentkit.config import TrainConfig, differences, save, to_dict
 from disentkit.methods.base import NonFiniteLossError
 from disentkit.training import checkpoint as ckpt
@@ -208,14 +210,29 @@ def train_ensemble(
     ``data_on_device`` draws the batches on the training device
     (:mod:`disentkit.data.render_torch`; generated dSprites family and Shapes3D only): the
     GPU path, where one CPU thread per member cannot keep up; other draws than the CPU's.
+    Every member folder is held by its exclusive lock while the ensemble writes it, as
+    :func:`~disentkit.training.train` holds its one (:mod:`disentkit.runfolder`).
     """
-    from disentkit.methods import build_method
-
     cfgs = list(cfgs)
     check_members(cfgs, out_dirs)
     for c in cfgs:
         c.validate()
     run_dirs = [Path(d) for d in out_dirs]
+    for d in run_dirs:  # every refusal before any folder is touched
+        runfolder.check_output(d, overwrite, allow_unmarked=resume or (
+            prepare.is_run_folder(d) and not overwrite))
+    with contextlib.ExitStack() as held:
+        for d in run_dirs:  # as train(): a folder another live process writes is refused
+            held.enter_context(runfolder.hold(d))
+        return _train_ensemble(cfgs, run_dirs, resume=resume, overwrite=overwrite,
+                               progress=progress, dataset=dataset, data_on_device=data_on_device)
+
+
+def _train_ensemble(cfgs: list[TrainConfig], run_dirs: list[Path], *, resume: bool,
+                    overwrite: bool, progress, dataset, data_on_device: bool) -> list[Path]:
+    """:func:`train_ensemble` once every member folder is checked and held."""
+    from disentkit.methods import build_method
+
     for d, c in zip(run_dirs, cfgs):
         prepare.prepare_run_dir(d, c, resume, overwrite)
     cfg = cfgs[0]
