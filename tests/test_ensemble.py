@@ -152,3 +152,20 @@ def test_fine_tunings_of_different_sources_train_as_one(tmp_path):
         single = train(cfg, tmp_path / f"one{i}", dataset=Squares(), progress=False)
         a, b = load_checkpoint(dirs[i]).model, load_checkpoint(single).model
         assert max(float((a[k] - b[k]).abs().max()) for k in a) <= TOLERANCE["locatello"]
+
+
+def test_member_folders_are_held_and_foreign_ones_refused(tmp_path):
+    """As ``train``: a member folder another process is writing is refused (its lock), and so is
+    a non-empty folder disentkit did not make, before any member folder is written."""
+    from disentkit import runfolder
+
+    dirs = [tmp_path / f"m{i}" for i in range(3)]
+    with runfolder.hold(dirs[1]):  # another writer (a second open file: a second lock holder)
+        with pytest.raises(runfolder.FolderLockedError, match="being written"):
+            train_ensemble(members(2), dirs, dataset=Squares(), progress=False)
+    assert not dirs[0].exists() and not dirs[2].exists()
+    dirs[2].mkdir()
+    (dirs[2] / "notes.txt").write_text("the user's")
+    with pytest.raises(runfolder.ForeignFolderError, match="not a disentkit output folder"):
+        train_ensemble(members(2), dirs, dataset=Squares(), progress=False)
+    assert not dirs[0].exists() and (dirs[2] / "notes.txt").read_text() == "the user's"

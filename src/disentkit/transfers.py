@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from disentkit import progress as progress_mod
 from disentkit import runfolder
@@ -56,8 +57,6 @@ RUNTIME_FIELDS = ("device", "precision", "threads", "log_every", "data_root", "d
 
 class SourceRunError(DisentkitError):
     """The source run folder cannot be used (missing, corrupt or foreign files)."""
-
-
 
 
 # ---------------------------------------------------------------------------- config
@@ -304,25 +303,28 @@ def _finetune(cfg: TransferConfig, src_cfg, init_from: Path, out: Path, train_se
     return train(tcfg, run_dir, resume=have, progress=progress, dataset=train_set)
 
 
-def transfer(cfg: TransferConfig, out_dir: str | Path, *,
-             progress: StageProgress | None = None, dataset: FactorDataset | None = None) -> dict:
-    """Run one transfer into ``out_dir``; return ``{"before": results, "floor": results,
-    "after": results|None}`` (``floor``: the untrained network on the same rows as ``before``).
+@dataclass
+class _Setup:
+    """What every stage of a transfer reads: the source model, its config and folder, the
+    target's channels and splits, and the records that describe them."""
 
-    ``dataset`` overrides the registry lookup of ``cfg.target`` (a dataset built in code).
+    source: Path
+    model: Any
+    src_cfg: Any
+    channels: int
+    rule: Any
+    train_set: Any
+    eval_set: Any
+    split: str
 
-    Raises :class:`SourceRunError` for an unusable source folder and ``ValueError`` for bad
-    settings or a folder holding a different transfer.
-    """
-    from disentkit.training.checkpoint import load_run
 
-    cfg = cfg.validate().resolved()
-    out = Path(out_dir)
-    progress = progress or StageProgress(prefix=f"[{Path(cfg.source).name} -> {cfg.target}] ")
-    source = Path(cfg.source)
-    model, src_cfg = load_source(source)
+def _setup(cfg: TransferConfig, out: Path, dataset: FactorDataset | None) -> _Setup:
+    """Load the source, check that ``out`` holds this transfer or nothing, split the target, then
+    claim ``out`` and write ``transfer.json``: everything before the first evaluation."""
     from disentkit.training.checkpoint import checkpoint_path
 
+    source = Path(cfg.source)
+    model, src_cfg = load_source(source)
     source_sha256 = _file_sha256(checkpoint_path(source))
     _check_same_config(out, cfg, source_sha256)
     target = dataset if dataset is not None else target_dataset(cfg.target, cfg.data_root, cfg.target_options)
@@ -342,27 +344,66 @@ def transfer(cfg: TransferConfig, out_dir: str | Path, *,
     write_json(out / "transfer.json", {"config": to_dict(cfg), "channel_rule": rule,
                                        "eval_split": split, "source_config": to_dict(src_cfg),
                                        "source_checkpoint_sha256": source_sha256})
+    return _Setup(source, model, src_cfg, channels, rule, train_set, eval_set, split)
+
+
+def prepare_finetune(cfg: TransferConfig, out_dir: str | Path, *,
+                     dataset: FactorDataset | None = None):
+    """Everything a transfer does before its fine-tuning trains, for a caller that trains several
+    fine-tunings at once (an ensemble's leader, :mod:`disentkit.experiment.ensembles`): the folder
+    claimed and ``transfer.json`` written, the folder fine-tuning starts from (the source or its
+    channel-adapted copy). Returns (the fine-tuning's TrainConfig, its run folder ``out/finetune``,
+    the target's training split); :func:`transfer` then finds that fine-tuning finished and
+    skips it. Not for ``finetune='none'`` or ``compat`` (which resumes the source's own state)."""
+    cfg = cfg.validate().resolved()
+    if cfg.finetune == "none" or cfg.compat:
+        raise ValueError(f"transfer to {cfg.target}: prepare_finetune needs a fine-tuning without "
+                         f"--compat; found finetune={cfg.finetune!r}, compat={cfg.compat}")
+    out = Path(out_dir)
+    s = _setup(cfg, out, dataset)
+    init_from = _init_folder(adapt_channels(s.model, s.channels), s.src_cfg, s.source, out,
+                             int(s.model.in_channels))
+    return _finetune_config(cfg, s.src_cfg, init_from), out / "finetune", s.train_set
+
+
+def transfer(cfg: TransferConfig, out_dir: str | Path, *,
+             progress: StageProgress | None = None, dataset: FactorDataset | None = None) -> dict:
+    """Run one transfer into ``out_dir``; return ``{"before": results, "floor": results,
+    "after": results|None}`` (``floor``: the untrained network on the same rows as ``before``).
+
+    ``dataset`` overrides the registry lookup of ``cfg.target`` (a dataset built in code).
+
+    Raises :class:`SourceRunError` for an unusable source folder and ``ValueError`` for bad
+    settings or a folder holding a different transfer.
+    """
+    from disentkit.training.checkpoint import load_run
+
+    cfg = cfg.validate().resolved()
+    out = Path(out_dir)
+    progress = progress or StageProgress(prefix=f"[{Path(cfg.source).name} -> {cfg.target}] ")
+    s = _setup(cfg, out, dataset)
+    model, src_cfg, channels, split = s.model, s.src_cfg, s.channels, s.split
     info_t = {"source_dataset": src_cfg.data.dataset, "target": cfg.target, "finetune": cfg.finetune,
               "steps": cfg.steps, "beta": cfg.beta, "lr": cfg.lr, "seed": cfg.seed,
-              "compat": cfg.compat, "eval_split": split, "channel_rule": rule,
+              "compat": cfg.compat, "eval_split": split, "channel_rule": s.rule,
               **_source_factors(src_cfg.data.dataset)}
-    model_info_ = model_info(src_cfg, source)
+    model_info_ = model_info(src_cfg, s.source)
     adapted = adapt_channels(model, channels)
 
     progress.stage("zero-shot evaluation" + (" (skipped: done)" if is_complete(out / "before") else ""))
-    before = evaluate_model(adapted, eval_set, out / "before",
+    before = evaluate_model(adapted, s.eval_set, out / "before",
                             EvalInfo("before", model_info_, info_t, split), cfg.eval)
     progress.stage("untrained floor on the target" + (" (skipped: done)" if is_complete(out / "floor") else ""))
-    floor = _target_floor(src_cfg, int(model.in_channels), channels, eval_set, out,
+    floor = _target_floor(src_cfg, int(model.in_channels), channels, s.eval_set, out,
                           EvalInfo("floor", {**model_info_, "steps": 0}, info_t, split), cfg.eval)
     if cfg.finetune == "none":
         return {"before": before, "floor": floor, "after": None}
 
-    init_from = _init_folder(adapted, src_cfg, source, out, int(model.in_channels))
-    run_dir = _finetune(cfg, src_cfg, init_from, out, train_set, progress)
+    init_from = _init_folder(adapted, src_cfg, s.source, out, int(model.in_channels))
+    run_dir = _finetune(cfg, src_cfg, init_from, out, s.train_set, progress)
     progress.stage("evaluation after fine-tuning" + (" (skipped: done)" if is_complete(out / "after") else ""))
     tuned, _ = load_run(run_dir, device="cpu")
-    after = evaluate_model(tuned, eval_set, out / "after",
+    after = evaluate_model(tuned, s.eval_set, out / "after",
                            EvalInfo("after", model_info_, info_t, split, log="../finetune/log.jsonl"),
                            cfg.eval)
     return {"before": before, "floor": floor, "after": after}

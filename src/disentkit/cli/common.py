@@ -48,6 +48,15 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
                              "(default: the cores this process may use)")
 
 
+def add_ensemble_argument(parser: argparse.ArgumentParser) -> None:
+    """``--ensemble M``: the study's ``execution.ensemble`` from the command line."""
+    parser.add_argument("--ensemble", type=int, default=None, metavar="M",
+                        help="train up to M compatible runs (equal but for seed, β and a "
+                             "fine-tuning's source) as one vmapped network; each stays its own run "
+                             "with the same id and results (default: the study's "
+                             "execution.ensemble, 1 = every run alone)")
+
+
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
@@ -193,6 +202,24 @@ def apply_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def apply_ensemble(study, ensemble: int | None):
+    """``study`` with ``--ensemble`` as its ``execution.ensemble`` (unchanged when not given),
+    checked at once: a bad value is one line naming the field, before anything starts."""
+    import dataclasses
+
+    from disentkit.config import ConfigError, validate
+
+    if ensemble is None:
+        return study
+    study = dataclasses.replace(study, execution=dataclasses.replace(study.execution,
+                                                                     ensemble=ensemble))
+    try:
+        validate(study.execution, "execution")
+    except ConfigError as exc:
+        raise ConfigError(f"--ensemble: {exc}") from None
+    return study
 
 
 def apply_cache_dir(args: argparse.Namespace) -> None:

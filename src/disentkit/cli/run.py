@@ -21,9 +21,11 @@ from pathlib import Path
 
 from disentkit.cli.common import (
     add_data_root_argument,
+    add_ensemble_argument,
     add_json_argument,
     add_threads_argument,
     apply_cache_dir,
+    apply_ensemble,
     apply_threads,
     check_device,
     write_json_result,
@@ -51,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N "
                         "(default: auto, or the execution.device of a study file that sets another)")
     add_threads_argument(p)
+    add_ensemble_argument(p)
     add_json_argument(p, "the source scores, the findings' verdicts and the report's files")
     p.set_defaults(func=cmd_run)
 
@@ -66,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from disentkit.report.html import summarise
     from disentkit.report.tables import source_groups, transfer_groups
 
-    study = load_study(args.preset, smoke=args.smoke)
+    study = apply_ensemble(load_study(args.preset, smoke=args.smoke), args.ensemble)
     if args.device is not None:
         check_device(args.device)
         study.execution = dataclasses.replace(study.execution, device=args.device)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from disentkit.cli.common import (
     add_data_root_argument,
+    add_ensemble_argument,
     add_json_argument,
     apply_cache_dir,
+    apply_ensemble,
     format_table,
     write_json_result,
 )
@@ -74,6 +76,7 @@ def _study_arguments(p: argparse.ArgumentParser) -> None:
                                                "runs/<study name>-smoke with --smoke)")
     p.add_argument("--smoke", action="store_true", help="shrink every run to seconds (tiny steps and eval)")
     add_data_root_argument(p)
+    add_ensemble_argument(p)
 
 
 def _runtime(args, threads=None, device=None):
@@ -89,7 +92,7 @@ def _load(args):
     from disentkit.experiment.engine import prepare
     from disentkit.experiment.study import load_study
 
-    study = load_study(args.study, smoke=args.smoke)
+    study = apply_ensemble(load_study(args.study, smoke=args.smoke), args.ensemble)
     out = args.out or Path("runs") / (f"{study.name}-smoke" if args.smoke else study.name)
     return study, prepare(study, out, _runtime(args))
 
@@ -132,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, found {args.threads}")
     apply_cache_dir(args)  # the workers inherit the environment
-    study = load_study(args.study, smoke=args.smoke)
+    study = apply_ensemble(load_study(args.study, smoke=args.smoke), args.ensemble)
     out = args.out or Path("runs") / (f"{study.name}-smoke" if args.smoke else study.name)
     device = None if args.device == "auto" else args.device
     options = None

@@ -8,7 +8,9 @@ executor, and (for ``disentkit run``) reported.
 
 Every executor calls :func:`disentkit.sweep.execute.execute_run` per run (lock, outcome records)
 and so :func:`disentkit.experiment.stages.dispatch`: a run computes the same numbers wherever it
-runs. Layout of the output folder::
+runs. With ``execution.ensemble`` > 1 (``--ensemble M``) the plan groups compatible runs and
+makes each member depend on its group's leader, whose run trains the whole group in the members'
+folders (:mod:`disentkit.experiment.ensembles`); no executor needs to know. Output folder::
 
     study.json                                   the resolved study and the runtime
     sources/<source>.b<β>.s<seed>.<id8>/         training run folder, eval/ and floor/
@@ -115,8 +117,8 @@ def _inline_dispatch(progress: StageProgress, clock: "JobClock") -> Callable:
 
         if spec.kind == "source":
             with clock.measure() as counted:  # a skipped training says nothing about the rate
-                if train_source(spec, run_dir, runtime, progress, say):
-                    counted["images"] = clock.images[spec.id]
+                trained = train_source(spec, run_dir, runtime, progress, say)  # > 1: an ensemble
+                counted["images"] = clock.images[spec.id] * trained
             with clock.measure() as counted:
                 counted["evals"] = evaluate_source_run(spec, run_dir, runtime, say)
         else:
@@ -144,7 +146,9 @@ class JobClock:
                 t = spec.config["train"]
                 pairs = 1 if t["method"]["name"] == "beta-vae" else 2
                 self.images[spec.id] = t["run"]["steps"] * t["optim"]["batch_size"] * pairs
-                self.plan += [(self.images[spec.id], 0, False), (0, 2, False)]
+                # an ensemble's leader trains every member; the others then skip their training
+                runs = len(spec.ensemble) if spec.leads else 0 if spec.ensemble else 1
+                self.plan += [(self.images[spec.id] * runs, 0, False), (0, 2, False)]
             else:
                 t = spec.config["transfer"]
                 tune = t["finetune"] != "none"

@@ -8,6 +8,8 @@ training, evaluation and transfer code — and the checks made before any of it 
 * :func:`run_source` trains (resuming from the folder's checkpoint), then evaluates the source
   on its own data beside its untrained floor (``eval/``, ``floor/``): the paper's source table.
 * :func:`run_transfer` runs :func:`disentkit.transfers.transfer` (zero-shot, fine-tuning, after).
+* The leader of an ensemble (``execution.ensemble``) trains its whole group first, in every
+  member's folder (:mod:`disentkit.experiment.ensembles`).
 
 Every stage whose output exists is skipped, so a re-run finishes an interrupted run and costs
 seconds on a finished one.
@@ -126,15 +128,21 @@ def run_source(spec: RunSpec, run_dir: Path, runtime: Runtime,
 
 
 def train_source(spec: RunSpec, run_dir: Path, runtime: Runtime,
-                 progress: Callable | None = None, say: Callable[[str], None] = log.info) -> bool:
-    """Train the source run into ``run_dir`` (resume; skip when finished); True if it trained."""
+                 progress: Callable | None = None, say: Callable[[str], None] = log.info) -> int:
+    """Train the source run into ``run_dir`` (resume; skip when finished); return how many runs
+    trained: 1 or 0, or, for an ensemble's leader, the members it trained at once with itself
+    (:mod:`disentkit.experiment.ensembles`; each member's own run then skips its training)."""
+    if spec.leads:
+        from disentkit.experiment.ensembles import out_of, train_source_group  # imports this
+
+        return train_source_group(spec, out_of(spec, run_dir), runtime, progress, say)
     cfg = source_train_config(spec, runtime)
     have = checkpoint_path(run_dir).is_file()
     done = have and load_checkpoint(run_dir).step >= cfg.run.steps
     say(f"train source {spec.name} ({cfg.run.steps} steps)" + (" (skipped: done)" if done else ""))
     if not done:
         train(cfg, run_dir, resume=have, progress=progress if progress is not None else False)
-    return not done
+    return int(not done)
 
 
 def evaluate_source_run(spec: RunSpec, run_dir: Path, runtime: Runtime,
@@ -167,8 +175,13 @@ def transfer_config(spec: RunSpec, source_dir: Path, runtime: Runtime) -> Transf
 
 def run_transfer(spec: RunSpec, run_dir: Path, source_dir: Path, runtime: Runtime,
                  progress=None) -> None:
-    """Zero-shot evaluation, fine-tuning and evaluation after; finished stages skip."""
+    """Zero-shot evaluation, fine-tuning and evaluation after; finished stages skip. An
+    ensemble's leader first fine-tunes its whole group at once (its own fine-tuning included)."""
     cfg = transfer_config(spec, source_dir, runtime)
+    if spec.leads:
+        from disentkit.experiment.ensembles import finetune_group, out_of  # imports this
+
+        finetune_group(spec, out_of(spec, run_dir), runtime, progress)
     transfer(cfg, run_dir, progress=progress)
     parts = ("before", "floor") + (() if cfg.finetune == "none" else ("after",))
     _check_complete(spec, run_dir, parts)

@@ -16,7 +16,7 @@ sections, every field typed and validated by :mod:`disentkit.config`::
          finetune: all, steps: 500, beta: 1.0, lr: 5.0e-4, batch_size: 64, grad_clip: null,
          heldout_fraction: 0.25, overrides: {}}            # overrides: TransferConfig fields
     evaluation: {n: 15008, backend: fast, sampling: lines, floor: true, ...}   # EvalSettings + 2
-    execution: {device: auto, precision: fp32, log_every: 100}
+    execution: {device: auto, precision: fp32, log_every: 100, ensemble: 1}
     defaults: {arch: paper}         # optional: merged into every source entry (its keys win)
 
 A *preset* is a packaged study (``src/disentkit/studies/<name>.yaml``): ``run --preset quick``
@@ -28,13 +28,14 @@ value its results depend on), a stable id (the first 12 hex digits of the SHA-25
 as canonical JSON: the same study always yields the same ids, and a changed setting gives a new id
 and a new folder), a folder ``sources/<name>.b<β>.s<seed>.<id8>`` or
 ``transfers/<source>--<target>.b<β>.s<seed>.<id8>``, and its dependencies (a transfer embeds its
-source's id, so a changed source changes every transfer downstream).
+source's id, so a changed source changes every transfer downstream). ``execution.ensemble: M``
+(``--ensemble M``) trains up to M compatible runs as one network; it groups the runs
+(:func:`disentkit.experiment.runs.group_runs`) but is part of no id: the results are the same runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -48,6 +49,8 @@ from disentkit.config import (PRECISIONS, ConfigError, TrainConfig, apply_overri
                               require, to_dict, validate)
 from disentkit.data.registry import DATASETS
 from disentkit.evaluate import EvalSettings
+# RunSpec, Plan and config_id live in experiment.runs; importers may keep naming this module
+from disentkit.experiment.runs import Plan, RunSpec, config_id, group_runs
 from disentkit.methods import METHODS
 from disentkit.models import ARCHITECTURES
 from disentkit.transfers import FINETUNE_MODES, TransferConfig
@@ -154,15 +157,19 @@ class Evaluation(EvalSettings):
 @dataclass
 class Execution:
     """Where and how the runs compute. ``precision`` is part of each run's id (bf16 changes
-    numbers; the paper trained in fp32, so fp32 is the default and bf16 an opt-in)."""
+    numbers; the paper trained in fp32, so fp32 is the default and bf16 an opt-in). ``ensemble``
+    is not: up to that many compatible runs train as one vmapped network, each still its own run
+    with the same results (:mod:`disentkit.experiment.runs`); 1 trains every run alone."""
 
     device: str = "auto"
     precision: str = "fp32"
     log_every: int = 100
+    ensemble: int = 1
 
     def check(self):
         return [("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}", self.precision),
-                ("log_every", self.log_every >= 1, ">= 1", self.log_every)]
+                ("log_every", self.log_every >= 1, ">= 1", self.log_every),
+                ("ensemble", self.ensemble >= 1, ">= 1 (1: every run alone)", self.ensemble)]
 
 
 @dataclass
@@ -289,70 +296,6 @@ def _merge_defaults(data: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- plan
-@dataclass(frozen=True)
-class RunSpec:
-    """One run of a study: what to do (``config``), where (``folder``), and after what."""
-
-    id: str
-    kind: str  # "source" or "transfer"
-    name: str
-    folder: Path
-    config: dict
-    depends_on: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "folder": str(self.folder), "depends_on": list(self.depends_on)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "RunSpec":
-        return cls(**{**data, "folder": Path(data["folder"]),
-                      "depends_on": tuple(data.get("depends_on", ()))})
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A study expanded into runs in execution order (sources first), under ``out``."""
-
-    study: Study
-    runs: tuple[RunSpec, ...]
-    out: Path
-
-    name = property(lambda self: self.study.name)
-
-    def by_id(self) -> dict[str, RunSpec]:
-        return {r.id: r for r in self.runs}
-
-    def of_kind(self, kind: str) -> list[RunSpec]:
-        return [r for r in self.runs if r.kind == kind]
-
-
-#: fields of a resolved config that do not change results (left out of the id)
-RUNTIME_KEYS = ("train.run.device", "train.run.threads", "train.run.log_every",
-                "train.run.checkpoint_every", "train.run.prefetch", "train.data.root",
-                "train.run.data_workers", "transfer.data_workers",
-                "transfer.device", "transfer.threads", "transfer.log_every", "transfer.data_root",
-                "transfer.source", "evaluation.n_jobs", "evaluation.batch_size",
-                "transfer.eval.n_jobs", "transfer.eval.batch_size")
-
-
-#: fields left out of the id while empty: added after ids were published, so that a study
-#: that does not set them keeps its run ids (and its finished runs)
-OMIT_WHEN_EMPTY = ("transfer.target_options",)
-
-
-def config_id(config: dict) -> str:
-    """Stable id of a resolved config without its runtime keys: SHA-256 of canonical JSON, 12 hex."""
-    kept = json.loads(json.dumps(config))
-    for key in RUNTIME_KEYS + OMIT_WHEN_EMPTY:
-        node, parts = kept, key.split(".")
-        for part in parts[:-1]:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict) and (key in RUNTIME_KEYS or node.get(parts[-1]) in ({}, None)):
-            node.pop(parts[-1], None)
-    text = json.dumps(kept, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
 def plan(study: Study, out: str | Path | None = None, *,
          optional: dict[str, bool] | None = None) -> Plan:
     """Expand ``study`` into runs: sources (file order x β x seed), then transfers (file order x
@@ -384,6 +327,7 @@ def plan(study: Study, out: str | Path | None = None, *,
     if len(set(ids)) != len(ids):
         raise ConfigError(f"study {study.name}: two runs resolve to the same config "
                           "(a source or a transfer target is listed twice)")
+    runs = group_runs(runs, study.execution.ensemble)  # ids and folders stay the same
     return Plan(study, tuple(runs), Path(out) if out is not None else Path("runs") / study.name)
 
 

@@ -3,9 +3,10 @@
 Each worker is a fresh (spawned) process pinned to ``cores // workers`` CPU threads, set
 explicitly so that N workers share the machine fairly instead of each grabbing every core
 (torch's default), which on a small machine makes N parallel runs slower than one. A run is
-submitted once everything it depends on is done; a transfer whose source failed is reported
-``blocked`` and not attempted. A failed run is recorded and the others go on. Re-running the same
-sweep skips done runs, retries failed ones, and resumes interrupted ones from their checkpoints.
+submitted once everything it depends on is done; a transfer whose source failed (or an ensemble
+member whose leader failed) is reported ``blocked`` and not attempted. A failed run is recorded
+and the others go on. Re-running the same sweep skips done runs, retries failed ones, and resumes
+interrupted ones from their checkpoints.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def run_local(
                 if any(s in (FAILED, BLOCKED) for s in dep_states):
                     states[r.id] = BLOCKED
                     waiting.remove(r)
-                    log(f"  blocked  {r.name}: its source failed")
+                    log(f"  blocked  {r.name}: {blocked_reason(r, states, study.by_id())}")
                 elif all(s == DONE for s in dep_states) and free:
                     waiting.remove(r)
                     states[r.id] = RUNNING
@@ -110,7 +111,7 @@ def run_local(
             if not in_flight:
                 if waiting:  # dependencies held by another live sweep: nothing we can start
                     for r in waiting:
-                        log(f"  waiting  {r.name}: its source is running elsewhere")
+                        log(f"  waiting  {r.name}: a run it depends on is running elsewhere")
                     break
                 continue
             finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
@@ -132,6 +133,16 @@ def run_local(
     counts = {s: sum(1 for v in states.values() if v == s) for s in (DONE, FAILED, BLOCKED, RUNNING, TODO)}
     log("sweep finished: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     return states
+
+
+def blocked_reason(r: RunSpec, states: dict[str, str], runs: dict[str, RunSpec]) -> str:
+    """Which dependency stopped ``r``: its source, or the run that trains its ensemble."""
+    d = next(d for d in r.depends_on if states.get(d) in (FAILED, BLOCKED))
+    name, what = (runs[d].name if d in runs else d), "failed" if states[d] == FAILED else "is blocked"
+    if d == r.config.get("source_id"):
+        return f"its source {name} {what}"
+    whose = "its ensemble" if d in r.ensemble else "its ensemble's sources"
+    return f"{name}, which trains {whose}, {what} (--ensemble 1 runs it alone)"
 
 
 def _line(study: Plan, r: RunSpec, state: str) -> str:

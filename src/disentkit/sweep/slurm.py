@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from disentkit.sweep.execute import Dispatch, Runtime, execute_run
-from disentkit.sweep.local import BLOCKED, pending_runs
+from disentkit.sweep.local import BLOCKED, blocked_reason, pending_runs
 from disentkit.sweep.state import DONE, FAILED, LOCK_FILE, RUNNING, record_error, run_state
 from disentkit.experiment.study import Plan, RunSpec
 
@@ -147,6 +147,7 @@ def run_slurm(
         if final[r.id] != DONE and any(final.get(d) in (FAILED, BLOCKED) for d in r.depends_on):
             if r.id not in attempted:
                 final[r.id] = BLOCKED
+                log(f"  blocked  {r.name}: {blocked_reason(r, final, study.by_id())}")
     counts = {s: sum(1 for v in final.values() if v == s) for s in (DONE, FAILED, BLOCKED, RUNNING)}
     log("sweep finished: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     return final

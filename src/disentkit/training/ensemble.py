@@ -27,6 +27,7 @@ error), the others continue, and :class:`NonFiniteLossError` is raised at the en
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,6 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from disentkit import runfolder
 from disentkit.config import TrainConfig, differences, save, to_dict
 from disentkit.methods.base import NonFiniteLossError
 from disentkit.training import checkpoint as ckpt
@@ -136,7 +138,8 @@ class _CpuData:
         """Yield (list of member batches as NumPy arrays, generator states after drawing)."""
         c = self.cfg
         streams = [batch_stream(self.dataset, self.pairs, c.optim.batch_size, r, c.data.k,
-                                count=count, prefetch=c.run.prefetch) for r in self.rngs]
+                                count=count, prefetch=c.run.prefetch, workers=c.run.data_workers)
+                   for r in self.rngs]
         try:
             for items in zip(*streams):
                 yield [a for a, _ in items], [s for _, s in items]
@@ -208,14 +211,30 @@ def train_ensemble(
     ``data_on_device`` draws the batches on the training device
     (:mod:`disentkit.data.render_torch`; generated dSprites family and Shapes3D only): the
     GPU path, where one CPU thread per member cannot keep up; other draws than the CPU's.
+    Every member folder is held by its exclusive lock while the ensemble writes it, as
+    :func:`~disentkit.training.train` holds its one (:mod:`disentkit.runfolder`).
     """
-    from disentkit.methods import build_method
-
     cfgs = list(cfgs)
     check_members(cfgs, out_dirs)
     for c in cfgs:
         c.validate()
     run_dirs = [Path(d) for d in out_dirs]
+    for d in run_dirs:  # every refusal before any folder is touched
+        runfolder.check_output(d, overwrite, allow_unmarked=resume or (
+            prepare.is_run_folder(d) and not overwrite))
+    with contextlib.ExitStack() as held:
+        for d in run_dirs:  # as train(): a folder another live process writes is refused
+            held.enter_context(runfolder.hold(d))
+        held.enter_context(prepare.flush_denormals(prepare.resolve_device(cfgs[0].run.device)))
+        return _train_ensemble(cfgs, run_dirs, resume=resume, overwrite=overwrite,
+                               progress=progress, dataset=dataset, data_on_device=data_on_device)
+
+
+def _train_ensemble(cfgs: list[TrainConfig], run_dirs: list[Path], *, resume: bool,
+                    overwrite: bool, progress, dataset, data_on_device: bool) -> list[Path]:
+    """:func:`train_ensemble` once every member folder is checked and held."""
+    from disentkit.methods import build_method
+
     for d, c in zip(run_dirs, cfgs):
         prepare.prepare_run_dir(d, c, resume, overwrite)
     cfg = cfgs[0]
@@ -247,7 +266,7 @@ def train_ensemble(
             raise ValueError(f"--steps {cfg.run.steps} is below the checkpoints' step {step}")
     info = {"arch": cfg.model.arch, "in_channels": int(dataset.image_shape[0]),
             "latent_dim": cfg.model.latent_dim, "device": str(device), "precision": precision,
-            "torch": torch.__version__}
+            "torch": torch.__version__, "flush_denormals": prepare.flushes(device)}
     for d, c in zip(run_dirs, cfgs):
         save(c, d / "config.json")
     loop = _Loop(cfgs, run_dirs, stack, methods, noises, info, device, precision, step)
