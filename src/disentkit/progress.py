@@ -194,3 +194,31 @@ def _singular(unit: str) -> str:
 
 def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class StageProgress:
+    """Stage headers and, while training, the step with rate and ETA, all through this one
+    facility (used by transfers and ``disentkit run``): a bar on a terminal, a plain line every
+    ~10 s when piped. ``prefix`` starts every line (which transfer of a job is speaking); ``every``
+    overrides the seconds between plain lines (default: ``$DISENTKIT_PROGRESS_SECONDS`` or 10)."""
+
+    def __init__(self, prefix: str = "", every: float | None = None):
+        self.prefix, self.every = prefix, every
+        self._bar = None
+
+    def stage(self, text: str) -> None:
+        self._close()
+        stage(f"{self.prefix}{text}")
+
+    def __call__(self, step: int, steps: int) -> None:
+        if self._bar is None:
+            self._bar = Progress(steps, f"{self.prefix}training", "steps",
+                                 initial=step - 1, seconds=self.every)
+        self._bar.update(step - self._bar.n)
+        if step >= steps:
+            self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from disentkit import progress as progress_mod
+from disentkit.progress import StageProgress  # noqa: F401  (re-exported: callers import it here)
 from disentkit import runfolder
 from disentkit.config import PRECISIONS, TRANSFER_SMOKE, differences, to_dict, validate
 from disentkit.data.base import FactorDataset
@@ -154,35 +154,6 @@ def _check_same_config(out: Path, cfg: TransferConfig, source_sha256: str) -> No
     if diffs:
         raise ValueError(f"{out} holds a different transfer: {'; '.join(diffs)}; "
                          "choose another --out or delete the folder")
-
-
-# ---------------------------------------------------------------------------- progress
-class StageProgress:
-    """Stage headers and, while training, the step with rate and ETA, all through the one
-    progress facility (:mod:`disentkit.progress`): a bar on a terminal, a plain line every ~10 s
-    when piped. ``prefix`` starts every line (which transfer of a job is speaking); ``every``
-    overrides the seconds between plain lines (default: ``$DISENTKIT_PROGRESS_SECONDS`` or 10)."""
-
-    def __init__(self, prefix: str = "", every: float | None = None):
-        self.prefix, self.every = prefix, every
-        self._bar = None
-
-    def stage(self, text: str) -> None:
-        self._close()
-        progress_mod.stage(f"{self.prefix}{text}")
-
-    def __call__(self, step: int, steps: int) -> None:
-        if self._bar is None:
-            self._bar = progress_mod.Progress(steps, f"{self.prefix}training", "steps",
-                                              initial=step - 1, seconds=self.every)
-        self._bar.update(step - self._bar.n)
-        if step >= steps:
-            self._close()
-
-    def _close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 # ---------------------------------------------------------------------------- the transfer
