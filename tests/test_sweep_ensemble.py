@@ -215,6 +215,39 @@ def test_train_items_bucket_by_step_and_leave_a_member_failure_to_its_run(tmp_pa
     assert [([d.name for d in dirs], str(exc)) for dirs, exc in errors] == [(["e"], "e broke")]
 
 
+def test_an_ensemble_that_fails_for_one_member_trains_the_others_alone(tmp_path, monkeypatch):
+    """A member folder the ensemble cannot take (here: a refusal) must not fail its leader: the
+    unfinished members train one by one and only the bad one's error is reported. A non-finite
+    loss is not retried (the other members finished; the bad one would fail again)."""
+    from disentkit.methods.base import NonFiniteLossError
+
+    calls = []
+
+    def broken_ensemble(cfgs, dirs, **k):
+        raise ValueError(f"{dirs[1]} holds files disentkit did not write")
+
+    def fake_train(cfg, d, **k):
+        calls.append(d.name)
+        if d.name == "b":
+            raise ValueError("b is foreign")
+
+    monkeypatch.setattr(ensembles, "train_ensemble", broken_ensemble)
+    monkeypatch.setattr(ensembles, "train", fake_train)
+    cfg = source_train_config(plan(load_study(_small_study(tmp_path))).runs[0], Runtime())
+    items = [(cfg, tmp_path / n, 0) for n in ("a", "b", "c")]
+    errors = ensembles._train_items(items, None)
+    assert calls == ["a", "b", "c"]
+    assert [([d.name for d in dirs], str(exc)) for dirs, exc in errors] == [(["b"], "b is foreign")]
+
+    def nan_ensemble(cfgs, dirs, **k):
+        raise NonFiniteLossError(3, "loss", float("nan"))
+
+    calls.clear()
+    monkeypatch.setattr(ensembles, "train_ensemble", nan_ensemble)
+    errors = ensembles._train_items(items, None)
+    assert calls == [] and len(errors) == 1 and isinstance(errors[0][1], NonFiniteLossError)
+
+
 def failing_leader_dispatch(spec, run_dir, source_dir, runtime):
     """Fail the first source (an ensemble's leader); write a marker elsewhere (picklable)."""
     if spec.name == "color.b1.s0":

@@ -298,7 +298,8 @@ def _setup(cfg: TransferConfig, out: Path, dataset: FactorDataset | None) -> _Se
     model, src_cfg = load_source(source)
     source_sha256 = _file_sha256(checkpoint_path(source))
     _check_same_config(out, cfg, source_sha256)
-    target = dataset if dataset is not None else target_dataset(cfg.target, cfg.data_root, cfg.target_options)
+    target = (dataset if dataset is not None
+              else target_dataset(cfg.target, cfg.data_root, cfg.target_options))
     channels = int(target.image_shape[0])
     if cfg.compat and model.in_channels != channels and cfg.finetune != "none":
         raise ValueError("--compat reloads the source's optimiser state, which does not fit a network "

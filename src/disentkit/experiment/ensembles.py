@@ -20,6 +20,7 @@ about it; the leader's run fails only when its own training did not finish.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Callable
@@ -30,6 +31,7 @@ from disentkit.experiment.runs import RunSpec
 from disentkit.experiment.stages import (Runtime, source_dir_of, source_train_config,
                                          transfer_config)
 from disentkit.io import read_json
+from disentkit.methods.base import NonFiniteLossError
 from disentkit.sweep.state import DONE, RUNNING, run_state
 from disentkit.training import train
 from disentkit.training.checkpoint import checkpoint_path, load_checkpoint
@@ -139,9 +141,9 @@ def _prepare_member(m: RunSpec, out: Path, runtime: Runtime, targets: dict):
     transfer, prepared as :func:`~disentkit.transfers.transfer` would; ``targets`` caches the
     target datasets by (name, root), so the group builds each once."""
     cfg = transfer_config(m, source_dir_of(m, out), runtime)
-    where = (cfg.target, cfg.data_root)
+    where = (cfg.target, cfg.data_root, json.dumps(cfg.target_options, sort_keys=True))
     if where not in targets:
-        targets[where] = target_dataset(cfg.target, cfg.data_root)
+        targets[where] = target_dataset(cfg.target, cfg.data_root, cfg.target_options)
     tcfg, run_dir, train_set = prepare_finetune(cfg, out / m.folder, dataset=targets[where])
     return tcfg, run_dir, (*where, cfg.heldout_fraction, cfg.split_seed), train_set
 
@@ -178,8 +180,29 @@ def _train_items(items: list[Item], progress, dataset=None) -> list[tuple[list[P
                     train_ensemble(cfgs, dirs, resume=resume, progress=show, dataset=dataset)
                 else:
                     train(cfgs[0], dirs[0], resume=resume, progress=show, dataset=dataset)
-            except Exception as exc:  # noqa: BLE001 - reported by the run it belongs to
+            except NonFiniteLossError as exc:  # the others finished; the bad one would again
                 errors.append((dirs, exc))
+            except Exception as exc:  # noqa: BLE001 - e.g. one member's folder is refused
+                if len(cfgs) == 1:
+                    errors.append((dirs, exc))
+                    continue
+                log.warning("ensemble of %s failed (%s: %s); training them one by one",
+                            ", ".join(map(str, dirs)), type(exc).__name__, exc)
+                errors += _one_by_one(cfgs, dirs, show, dataset)
+    return errors
+
+
+def _one_by_one(cfgs: list[TrainConfig], dirs: list[Path], show, dataset) -> list:
+    """After an ensemble failed for a reason that is not a non-finite loss (a member's folder
+    refused, say), train its unfinished members alone, so one member cannot fail the others."""
+    errors = []
+    for cfg, d in zip(cfgs, dirs):
+        if _to_train(d, cfg.run.steps) is None:
+            continue
+        try:
+            train(cfg, d, resume=is_run_folder(d), progress=show, dataset=dataset)
+        except Exception as exc:  # noqa: BLE001 - reported by the run it belongs to
+            errors.append(([d], exc))
     return errors
 
 
