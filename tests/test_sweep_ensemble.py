@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,26 @@ def test_local_sweep_with_ensemble_finishes_every_run(tmp_path, monkeypatch):
         rates = [[json.loads(line)["images_per_s"] for line in (p / "log.jsonl").read_text().splitlines()]
                  for p in logs]
         assert rates[0] and all(r == rates[0] for r in rates), group
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes(tmp_path):
+    """A source (or a fine-tuning) killed after writing its config but before its first
+    checkpoint is re-run from step 0 by the next `run`/`sweep`, not refused as unfinished."""
+    study = load_study(_small_study(tmp_path))
+    out = tmp_path / "out"
+    assert set(run_study(study, out, runtime=Runtime(threads=1),
+                         report=False)["states"].values()) == {st.DONE}
+    the_plan = plan(study, out)
+    source = next(r for r in the_plan.runs if r.kind == "source")
+    transfer = next(r for r in the_plan.runs if r.kind == "transfer")
+    # what a kill leaves: the training folder's config written, no checkpoint, no results
+    shutil.rmtree(out / source.folder / "checkpoint")
+    shutil.rmtree(out / transfer.folder / "finetune" / "checkpoint")
+    for r, part in ((source, "eval"), (transfer, "after")):
+        (out / r.folder / st.DONE_FILE).unlink()
+        shutil.rmtree(out / r.folder / part)
+    again = run_study(study, out, runtime=Runtime(threads=1), report=False)
+    assert set(again["states"].values()) == {st.DONE}
+    for folder in (out / source.folder, out / transfer.folder / "finetune"):
+        steps = json.loads((folder / "config.json").read_text())["run"]["steps"]
+        assert load_checkpoint(folder).step == steps

@@ -271,7 +271,9 @@ def _finetune(cfg: TransferConfig, src_cfg, init_from: Path, out: Path, train_se
                    + (" (skipped: done)" if done else " (resumed)" if have and not cfg.compat else ""))
     if done:
         return run_dir
-    return train(tcfg, run_dir, resume=have, progress=progress, dataset=train_set)
+    # a folder killed before its first checkpoint resumes too (from step 0)
+    return train(tcfg, run_dir, resume=have or (run_dir / "config.json").is_file(),
+                 progress=progress, dataset=train_set)
 
 
 @dataclass

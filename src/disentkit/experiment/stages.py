@@ -31,7 +31,7 @@ from disentkit.experiment.study import RunSpec, Study
 from disentkit.metrics import check_backend
 from disentkit.training import train
 from disentkit.training.checkpoint import checkpoint_path, load_checkpoint
-from disentkit.training.prepare import build_dataset
+from disentkit.training.prepare import build_dataset, is_run_folder
 from disentkit.transfers import TransferConfig, transfer
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,9 @@ def train_source(spec: RunSpec, run_dir: Path, runtime: Runtime,
     have = checkpoint_path(run_dir).is_file()
     done = have and load_checkpoint(run_dir).step >= cfg.run.steps
     say(f"train source {spec.name} ({cfg.run.steps} steps)" + (" (skipped: done)" if done else ""))
-    if not done:
-        train(cfg, run_dir, resume=have, progress=progress if progress is not None else False)
+    if not done:  # a folder killed before its first checkpoint resumes too (from step 0)
+        train(cfg, run_dir, resume=have or is_run_folder(run_dir),
+              progress=progress if progress is not None else False)
     return int(not done)
 
 
