@@ -257,11 +257,17 @@ def differences(saved: Any, given: Any, ignore: Iterable[str] = ()) -> list[str]
             if k not in skip and a.get(k) != b.get(k)]
 
 
+def split_assignment(item: str, expected: str) -> tuple[str, Any]:
+    """``"key=value"`` as ``(key, parsed value)`` (:func:`parse_value`); anything else raises
+    :class:`ConfigError` with ``expected``. Parses ``--set`` overrides and ``--target-option``."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(expected)
+    return key.strip(), parse_value(text)
+
+
 def _split(item: str) -> tuple[str, Any]:
-    if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like section.key=value")
-    key, text = item.split("=", 1)
-    return key, parse_value(text)
+    return split_assignment(item, f"override {item!r} must look like section.key=value")
 
 
 def _field_hint(hint: Any, name: str) -> Any:

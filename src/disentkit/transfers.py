@@ -252,6 +252,7 @@ def _finetune(cfg: TransferConfig, src_cfg, init_from: Path, out: Path, train_se
     from disentkit.config import save
     from disentkit.training import train
     from disentkit.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+    from disentkit.training.prepare import is_run_folder
 
     run_dir = out / "finetune"
     tcfg = _finetune_config(cfg, src_cfg, init_from)
@@ -272,8 +273,8 @@ def _finetune(cfg: TransferConfig, src_cfg, init_from: Path, out: Path, train_se
     if done:
         return run_dir
     # a folder killed before its first checkpoint resumes too (from step 0)
-    return train(tcfg, run_dir, resume=have or (run_dir / "config.json").is_file(),
-                 progress=progress, dataset=train_set)
+    return train(tcfg, run_dir, resume=is_run_folder(run_dir), progress=progress,
+                 dataset=train_set)
 
 
 @dataclass

@@ -120,15 +120,10 @@ def config_from_args(args: argparse.Namespace):
 
 def parse_options(items: list[str], flag: str) -> dict:
     """``KEY=VALUE`` strings as a dict (values parsed as YAML scalars: numbers, true, none)."""
-    from disentkit.config import ConfigError, parse_value
+    from disentkit.config import split_assignment
 
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{flag}: expected KEY=VALUE, found {item!r}")
-        out[key.strip()] = parse_value(value.strip())
-    return out
+    return dict(split_assignment(item, f"{flag}: expected KEY=VALUE, found {item!r}")
+                for item in items)
 
 
 def preflight(args: argparse.Namespace) -> None:

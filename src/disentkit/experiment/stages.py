@@ -141,7 +141,7 @@ def train_source(spec: RunSpec, run_dir: Path, runtime: Runtime,
     done = have and load_checkpoint(run_dir).step >= cfg.run.steps
     say(f"train source {spec.name} ({cfg.run.steps} steps)" + (" (skipped: done)" if done else ""))
     if not done:  # a folder killed before its first checkpoint resumes too (from step 0)
-        train(cfg, run_dir, resume=have or is_run_folder(run_dir),
+        train(cfg, run_dir, resume=is_run_folder(run_dir),
               progress=progress if progress is not None else False)
     return int(not done)
 

@@ -32,17 +32,12 @@ class BatchStreamError(DisentkitError):
 
 def draw_batch(dataset, pairs: bool, n: int, rng: np.random.Generator, k: int) -> dict:
     """One batch as NumPy arrays: ``n`` pairs (weak supervision) or ``n`` single images."""
-    if pairs:
-        from disentkit.data.pairs import sample_pairs
-
-        p = sample_pairs(dataset, n, rng, k=k)
-        return {"x1": p.x1, "x2": p.x2, "changed": p.changed}
-    return {"x1": dataset.images(dataset.sample_factors(n, rng), rng)}
+    return render(dataset, draw_factors(dataset, pairs, n, rng, k), rng)
 
 
 def draw_factors(dataset, pairs: bool, n: int, rng: np.random.Generator, k: int) -> dict:
-    """The factor part of :func:`draw_batch`: every draw it makes from ``rng``, in its order
-    (for a dataset whose images draw nothing, see ``thread_safe_images``)."""
+    """The factor part of :func:`draw_batch`: every draw it makes from ``rng`` before rendering
+    (all of them, for a dataset whose images draw nothing: ``thread_safe_images``)."""
     if pairs:
         from disentkit.data.pairs import sample_pair_factors
 
@@ -51,9 +46,10 @@ def draw_factors(dataset, pairs: bool, n: int, rng: np.random.Generator, k: int)
     return {"factors": dataset.sample_factors(n, rng)}
 
 
-def render(dataset, drawn: dict) -> dict:
-    """The image part of :func:`draw_batch` for factors from :func:`draw_factors`."""
-    images = dataset.images(drawn["factors"], None)
+def render(dataset, drawn: dict, rng: np.random.Generator | None = None) -> dict:
+    """The image part of :func:`draw_batch` for factors from :func:`draw_factors`; ``rng`` draws
+    the images' nuisances (noise, crops), as :func:`disentkit.data.pairs.sample_pairs` does."""
+    images = dataset.images(drawn["factors"], rng)
     if "changed" not in drawn:
         return {"x1": images}
     n = len(drawn["changed"])
